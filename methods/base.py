@@ -1,0 +1,170 @@
+"""The method plugin API: :class:`PeftMethod` and the :class:`AdapterModule` it installs.
+
+A method's ``__init__`` signature *is* its configuration: every argument is stored as an
+attribute of the same name, so :meth:`PeftMethod.config` can rebuild it and LightningCLI /
+jsonargparse can show it as YAML (``class_path: methods.LoRA``, ``init_args: {r: 4}``).
+
+A method installs :class:`AdapterModule` children on the backbone's projection modules (or its
+decoder layers) and reaches the hidden states through forward hooks, so the backbone's own
+module tree and state-dict keys stay as Hugging Face made them. Adapter modules hold only the
+method's parameters; they are found structurally (``isinstance``), never by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from parade_lightning.architectures import ROLES, get_architecture
+
+
+class AdapterModule(nn.Module):
+    """Base of every module a method adds to the backbone.
+
+    Args:
+        layer: index of the decoder layer the module belongs to (for budget reports).
+    """
+
+    def __init__(self, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def hook_output(self, host: nn.Module, fn) -> None:
+        """Run ``fn(module, args, output)`` after ``host.forward`` (may return a new output)."""
+        self._handles.append(host.register_forward_hook(fn))
+
+    def hook_input(self, host: nn.Module, fn) -> None:
+        """Run ``fn(module, args)`` before ``host.forward`` (may return new args)."""
+        self._handles.append(host.register_forward_pre_hook(fn))
+
+    def set_channels(self, role: str, channels: torch.Tensor | None) -> None:
+        """Remember which host output channels hold ``role`` (a buffer, so it moves devices)."""
+        self.register_buffer(f"channels_{role}", channels, persistent=False)
+
+    def channels(self, role: str) -> torch.Tensor | None:
+        return getattr(self, f"channels_{role}")
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def parameter_roles(self) -> list[tuple[str, str, int]]:
+        """``(group, role, count)`` rows for budget reports.
+
+        The default reads the names: a parameter stored under a role key
+        (``A.q`` in a ``ParameterDict``) belongs to that role, others are ``shared``.
+        """
+        rows = []
+        for name, param in self.named_parameters():
+            parts = name.split(".")
+            role = parts[-1] if parts[-1] in ROLES else "shared"
+            group = ".".join(p for p in parts if p not in ROLES)
+            rows.append((group, role, param.numel()))
+        return rows
+
+
+class PeftMethod:
+    """Base class of PEFT methods (the extension point; see DESIGN.md "Methods are plugins").
+
+    Subclasses implement :meth:`install`; everything else (freezing, fp32, state dicts,
+    counting) is shared. Subclasses store each ``__init__`` argument under its own name.
+    """
+
+    #: True for methods that need the prompt mask (PARADE); the LightningModule passes
+    #: ``prompt_mask=`` to the model's forward only then.
+    conditions_on_prompt: ClassVar[bool] = False
+
+    # ---------------------------------------------------------------- to implement
+    def install(self, model: nn.Module) -> None:
+        """Create the adapter modules and hooks on a frozen ``model``."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- shared
+    def attach(self, model: nn.Module) -> nn.Module:
+        """Freeze ``model``, install this method's modules in place (fp32) and return it."""
+        if getattr(model, "peft_method", None) is not None:
+            raise RuntimeError(
+                f"the model already carries {type(model.peft_method).__name__}; load a fresh "
+                "backbone to attach another method"
+            )
+        get_architecture(model)  # clear error for unsupported model types
+        model.requires_grad_(False)
+        self.install(model)
+        for _, adapter in self.adapters(model):
+            adapter.to(torch.float32)  # bf16 vectors near 1.0 would swallow AdamW updates
+            adapter.requires_grad_(True)
+        model.peft_method = self
+        return model
+
+    @staticmethod
+    def adapters(model: nn.Module) -> list[tuple[str, AdapterModule]]:
+        """The installed adapter modules with their full names (outermost only)."""
+        found: list[tuple[str, AdapterModule]] = []
+        for name, module in model.named_modules():
+            if isinstance(module, AdapterModule) and not any(
+                name.startswith(prefix + ".") for prefix, _ in found
+            ):
+                found.append((name, module))
+        return found
+
+    def named_adapter_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        for prefix, adapter in self.adapters(model):
+            for name, param in adapter.named_parameters():
+                yield f"{prefix}.{name}", param
+
+    def adapter_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The method's parameters only, keyed by their full names in ``model``."""
+        return {name: p.detach().clone() for name, p in self.named_adapter_parameters(model)}
+
+    def load_adapter_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Load adapter weights; missing, unexpected or mis-shaped entries are an error."""
+        own = dict(self.named_adapter_parameters(model))
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)} keys (first: {missing[:3]})")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)} keys (first: {unexpected[:3]})")
+        for name in sorted(set(own) & set(state)):
+            if tuple(own[name].shape) != tuple(state[name].shape):
+                problems.append(
+                    f"{name}: adapter has shape {tuple(own[name].shape)}, "
+                    f"file has {tuple(state[name].shape)}"
+                )
+        if problems:
+            raise ValueError(
+                f"adapter weights do not fit this {type(self).__name__} "
+                f"({self.config()}): " + "; ".join(problems)
+            )
+        with torch.no_grad():
+            for name, param in own.items():
+                param.copy_(state[name].to(param.dtype))
+
+    def num_trainable_parameters(self, model: nn.Module) -> int:
+        return sum(p.numel() for _, p in self.named_adapter_parameters(model))
+
+    def config(self) -> dict[str, Any]:
+        """The ``__init__`` arguments, read back from the attributes of the same name."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in params if name != "self"}
+
+    def class_path(self) -> str:
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def uniform_with_std(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Uniform init with mean 0 and the given standard deviation (``U(-a, a)``, a = std·√3)."""
+    bound = std * 3**0.5
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound)

@@ -1,0 +1,126 @@
+"""(IA)³ (Liu et al., 2022a): learned vectors that rescale hidden states element-wise.
+
+Two configurations:
+
+* standard (``dim=None``): one vector per targeted role, ones-initialised. The default
+  placement is PEFT's: the outputs of ``k`` and ``v`` and the *input* of the FFN down
+  projection (``feedforward=("d",)``, a vector of width ``d_ffn``).
+* the paper's budgeted variant (appendix E, ``dim=16``, targets ``q k u``): each vector is
+  generated from a ``dim``-sized seed through a learnable projection,
+  ``l = 1 + z P`` with ``z ∈ R^dim`` and ``P ∈ R^{dim×width}`` zero-initialised, so the model
+  is the backbone at initialisation and the count is ``dim + dim·width`` per role.
+
+On a fused module the vector covers only the role's channels; the others are scaled by one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from methods.base import AdapterModule, PeftMethod
+from parade_lightning.architectures import Site, find_sites, sites_by_module
+
+
+class IA3Adapter(AdapterModule):
+    """The (IA)³ vectors of one (possibly fused) projection module.
+
+    Args:
+        sites: the module's targeted roles (all from the same module).
+        feedforward: scale the module's input instead of its output (one site only).
+        dim: seed size of the budgeted variant, or ``None`` for plain vectors.
+    """
+
+    def __init__(self, sites: list[Site], feedforward: bool, dim: int | None) -> None:
+        super().__init__(sites[0].layer)
+        host = sites[0]
+        device = host.module.weight.device
+        self.feedforward, self.dim = feedforward, dim
+        self.out_features = host.in_features if feedforward else host.out_features
+        self.roles = [site.role for site in sites]
+        self.l = nn.ParameterDict()
+        self.z = nn.ParameterDict()
+        self.P = nn.ParameterDict()
+        for site in sites:
+            width = site.in_features if feedforward else site.width
+            self.set_channels(site.role, None if feedforward else site.channels)
+            if dim is None:
+                self.l[site.role] = nn.Parameter(torch.ones(width, device=device))
+            else:
+                seed = torch.randn(dim, device=device) / dim**0.5
+                self.z[site.role] = nn.Parameter(seed)
+                self.P[site.role] = nn.Parameter(torch.zeros(dim, width, device=device))
+        if feedforward:
+            self.hook_input(host.module, self._scale_input)
+        else:
+            self.hook_output(host.module, self._scale_output)
+
+    def vector(self, role: str) -> torch.Tensor:
+        """The role's scaling vector, shape ``(width,)``."""
+        if self.dim is None:
+            return self.l[role]
+        return 1.0 + self.z[role] @ self.P[role]  # (width,)
+
+    def scale(self) -> torch.Tensor:
+        """The vector over all of the host's output (or input) channels, ones where untargeted."""
+        if len(self.roles) == 1 and self.channels(self.roles[0]) is None:
+            return self.vector(self.roles[0])
+        ref = next(iter(self.parameters()))
+        full = torch.ones(self.out_features, device=ref.device, dtype=ref.dtype)
+        for role in self.roles:
+            full = full.index_copy(0, self.channels(role), self.vector(role))
+        return full
+
+    def _scale_output(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out * self.scale().to(out.dtype)
+
+    def _scale_input(self, module: nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        return (x * self.scale().to(x.dtype), *args[1:])
+
+
+class IA3(PeftMethod):
+    """(IA)³ on chosen roles.
+
+    Args:
+        targets: role letters to rescale (default PEFT's ``k v d``).
+        feedforward: the subset of ``targets`` whose projection *input* is rescaled
+            (default ``("d",)``: the FFN activation entering the down projection).
+        dim: ``None`` for plain vectors; an int for the paper's budgeted variant
+            (appendix E uses ``dim=16`` with ``targets=("q", "k", "u")``, ``feedforward=()``).
+    """
+
+    def __init__(
+        self,
+        targets: tuple[str, ...] = ("k", "v", "d"),
+        feedforward: tuple[str, ...] = ("d",),
+        dim: int | None = None,
+    ) -> None:
+        self.targets, self.feedforward, self.dim = tuple(targets), tuple(feedforward), dim
+        stray = set(self.feedforward) - set(self.targets)
+        if stray:
+            raise ValueError(f"feedforward roles {sorted(stray)} are not in targets {targets}")
+        if dim is not None and dim < 1:
+            raise ValueError(f"IA3 dim must be >= 1 or None, got {dim}")
+
+    def install(self, model: nn.Module) -> None:
+        for sites in sites_by_module(find_sites(model, self.targets)).values():
+            ff = [s.role in self.feedforward for s in sites]
+            if any(ff) and len(sites) > 1:
+                raise ValueError(
+                    f"{sites[0].name} produces roles {[s.role for s in sites]}; input-side "
+                    "(feedforward) scaling of a fused module would scale all of them"
+                )
+            sites[0].module.add_module("ia3", IA3Adapter(sites, ff[0], self.dim))
+
+
+class PaperIA3(IA3):
+    """The paper's budgeted (IA)³ (appendix E): ``dim=16`` seeds on Query, Key and Up."""
+
+    def __init__(
+        self,
+        targets: tuple[str, ...] = ("q", "k", "u"),
+        feedforward: tuple[str, ...] = (),
+        dim: int | None = 16,
+    ) -> None:
+        super().__init__(targets=targets, feedforward=feedforward, dim=dim)

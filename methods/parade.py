@@ -1,0 +1,284 @@
+"""PARADE: Prompt Aware Representation ADjustmEnt (paper section 3.3, eqs. 3-10).
+
+At every decoder layer a vector generator reads the hidden states of the **prompt** tokens
+entering the layer and produces per-example vectors (eq. 6)::
+
+    l = GeLU(Pooler(h W_down)) W_up + b_up,     l_q, l_v, l_u = Split(l)
+
+that rescale the Query, Value and FFN-Up hidden states (eqs. 4-5): ``Q' = l_q ⊙ Q``,
+``V' = l_v ⊙ V``, ``U' = l_u ⊙ U``, broadcast over positions, on the projection outputs
+(before rotary embeddings). ``W_up = 0`` and ``b_up = 1`` make the model equal the backbone at
+initialisation (section 4.3).
+
+Conditioning protocol (how the model learns what the prompt is):
+
+* training / teacher forcing: call ``model(..., prompt_mask=mask)``; only tokens where
+  ``mask`` is True are pooled (never padding or response tokens). In training mode a missing
+  ``prompt_mask`` is an error, since pooling the response would leak the answer.
+* prefill (no KV cache yet, no ``prompt_mask``): the attended tokens are the prompt.
+* decode steps (the KV cache is non-empty): the vectors made at prefill are reused; the
+  generators do not run again.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from methods.base import AdapterModule, PeftMethod, uniform_with_std
+from methods.poolers import POOLERS
+from parade_lightning.architectures import (
+    Site,
+    decoder_layers,
+    find_sites,
+    layer_input_norm,
+    sites_by_module,
+)
+
+
+@dataclass
+class ParadeState:
+    """What the current forward pass should do; shared by all layers of one model."""
+
+    compute: bool = True
+    mask: torch.Tensor | None = None
+
+
+class VectorGenerator(nn.Module):
+    """``VG(h)`` of eq. 6: down-projection, pooler, GeLU, up-projection with bias."""
+
+    def __init__(
+        self, d_model: int, rank: int, d_out: int, pooler: str, num_capsules: int,
+        init_std: float, device: torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.down = nn.Linear(d_model, rank, bias=False, device=device)  # W_down
+        self.pooler = POOLERS[pooler](rank, num_capsules, init_std).to(device)
+        self.act = nn.GELU()
+        self.up = nn.Linear(rank, d_out, device=device)  # W_up, b_up
+        uniform_with_std(self.down.weight, init_std)
+        nn.init.zeros_(self.up.weight)
+        nn.init.ones_(self.up.bias)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.down(h.to(self.down.weight.dtype))  # (B, T, r)  h' = h W_down
+        pooled = self.pooler(h, mask)  # (B, r)
+        return self.up(self.act(pooled))  # (B, d_out)  l
+
+
+class ParadeLayer(AdapterModule):
+    """One layer's generator and the hooks that apply its vectors to the projections."""
+
+    def __init__(
+        self, layer: nn.Module, index: int, sites: list[Site], method: Parade, state: ParadeState,
+        d_model: int, norm: nn.Module | None,
+    ) -> None:
+        super().__init__(index)
+        self.roles = [s.role for s in sites]
+        self.widths = [s.width for s in sites]
+        device = sites[0].module.weight.device
+        self.generator = VectorGenerator(
+            d_model, method.rank, sum(self.widths), method.pooler, method.num_capsules,
+            method.init_std, device,
+        )
+        object.__setattr__(self, "_state", state)  # shared, not a submodule
+        self.hosts: list[tuple[str, int, list[tuple[int, torch.Tensor | None]]]] = []
+        offsets = torch.tensor([0, *self.widths]).cumsum(0).tolist()
+        for i, (name, group) in enumerate(sites_by_module(sites).items()):
+            parts = []
+            for s in group:
+                k = self.roles.index(s.role)
+                self.set_channels(f"{i}_{s.role}", s.channels)
+                parts.append((offsets[k], offsets[k + 1], s.role))
+            self.hosts.append((name, group[0].out_features, parts))
+            self.hook_output(group[0].module, functools.partial(self._scale_output, i))
+        self.scales: list[torch.Tensor] | None = None
+        self.last_vectors: torch.Tensor | None = None
+        if norm is None:
+            self._handles.append(layer.register_forward_pre_hook(self._on_layer, with_kwargs=True))
+        else:
+            self.hook_output(norm, self._on_norm)
+
+    # ------------------------------------------------------------- computing the vectors
+    def _on_layer(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        self._generate(hidden)
+
+    def _on_norm(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self._generate(out)
+
+    def _generate(self, hidden: torch.Tensor) -> None:
+        state: ParadeState = self._state
+        if not state.compute:
+            return
+        mask = state.mask
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        if mask.shape != hidden.shape[:2]:
+            raise ValueError(
+                f"PARADE: prompt_mask has shape {tuple(mask.shape)} but the layer input is "
+                f"{tuple(hidden.shape[:2])}"
+            )
+        vectors = self.generator(hidden, mask.to(hidden.device, torch.bool))  # (B, d_out)
+        self.last_vectors = vectors.detach()
+        self.scales = [self._host_scale(i, vectors) for i in range(len(self.hosts))]
+
+    def _host_scale(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
+        """Scale over the whole host output: the role slices of ``l``, ones elsewhere."""
+        _, out_features, parts = self.hosts[i]
+        if len(parts) == 1 and self.channels(f"{i}_{parts[0][2]}") is None:
+            start, stop, _ = parts[0]
+            return vectors[:, None, start:stop]  # (B, 1, width)
+        full = vectors.new_ones(vectors.shape[0], out_features)  # (B, out)
+        for start, stop, role in parts:
+            full = full.index_copy(1, self.channels(f"{i}_{role}"), vectors[:, start:stop])
+        return full[:, None, :]  # (B, 1, out)
+
+    # ------------------------------------------------------------- applying them (eqs. 4-5)
+    def _scale_output(
+        self, i: int, module: nn.Module, args: tuple, out: torch.Tensor
+    ) -> torch.Tensor:
+        if self.scales is None:
+            raise RuntimeError("PARADE: a projection ran before its layer made the vectors")
+        scale = self.scales[i]  # (B, 1, out)
+        if scale.shape[0] != out.shape[0]:
+            raise RuntimeError(
+                f"PARADE: vectors were made for {scale.shape[0]} rows at prefill but this "
+                f"step has {out.shape[0]}; run the prefill through this model"
+            )
+        return out * scale.to(out.dtype)
+
+    def vectors_by_role(self) -> dict[str, torch.Tensor]:
+        """The last generated vectors split per role: ``{role: (B, width)}``."""
+        if self.last_vectors is None:
+            return {}
+        return dict(zip(self.roles, self.last_vectors.split(self.widths, dim=1), strict=True))
+
+    def parameter_roles(self) -> list[tuple[str, str, int]]:
+        rows = [("W_down", "shared", self.generator.down.weight.numel())]
+        rows += [("pooler", "shared", p.numel()) for p in self.generator.pooler.parameters()]
+        rank = self.generator.up.in_features
+        rows += [("W_up", role, w * rank) for role, w in zip(self.roles, self.widths, strict=True)]
+        rows += [("b_up", role, w) for role, w in zip(self.roles, self.widths, strict=True)]
+        return rows
+
+
+class ParadeConditioner(AdapterModule):
+    """Root hook: reads ``prompt_mask`` / the KV cache and tells the layers what to do."""
+
+    def __init__(self, model: nn.Module, state: ParadeState) -> None:
+        super().__init__(-1)
+        object.__setattr__(self, "_state", state)
+        self._handles.append(model.register_forward_pre_hook(self._begin, with_kwargs=True))
+
+    def _begin(self, model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        state: ParadeState = self._state
+        prompt_mask = kwargs.pop("prompt_mask", None)
+        cache = kwargs.get("past_key_values")
+        cached = cache is not None and cache.get_seq_length() > 0
+        if prompt_mask is not None:
+            state.compute, state.mask = True, prompt_mask.bool()
+        elif cached:
+            state.compute, state.mask = False, None  # decode step: reuse prefill vectors
+        elif model.training:
+            raise ValueError(
+                "PARADE needs prompt_mask= in training forwards (pooling over response tokens "
+                "would leak the answer under teacher forcing)"
+            )
+        else:
+            mask = kwargs.get("attention_mask")
+            state.compute = True
+            state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
+        return args, kwargs
+
+
+class Parade(PeftMethod):
+    """PARADE (section 3.3) with the paper's defaults (section 4.3).
+
+    Args:
+        rank: bottleneck dimension r of the vector generator (paper: 12).
+        num_capsules: K output capsules of the capsule pooler (paper: 4); r must divide by K.
+        targets: roles whose hidden states are rescaled (paper: ``q v u``).
+        pooler: ``"capsule"`` (attentional capsule pooler, eqs. 7-10), ``"last"`` (last prompt
+            token, PARADE-1) or ``"routing"`` (dynamic routing, PARADE-2).
+        input: ``"hidden"`` (the hidden state entering the layer, as the paper) or
+            ``"normed"`` (after the layer's input normalisation).
+        init_std: std of the uniform init of ``W_down``, ``W_k^cap`` and ``v_k`` (paper: 0.02).
+    """
+
+    conditions_on_prompt = True
+
+    def __init__(
+        self,
+        rank: int = 12,
+        num_capsules: int = 4,
+        targets: tuple[str, ...] = ("q", "v", "u"),
+        pooler: str = "capsule",
+        input: str = "hidden",
+        init_std: float = 0.02,
+    ) -> None:
+        if pooler not in POOLERS:
+            raise ValueError(f"unknown pooler {pooler!r}; choose one of {sorted(POOLERS)}")
+        if input not in ("hidden", "normed"):
+            raise ValueError(f"input must be 'hidden' or 'normed', got {input!r}")
+        if pooler != "last" and rank % num_capsules:
+            raise ValueError(
+                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
+            )
+        self.rank, self.num_capsules, self.targets = rank, num_capsules, tuple(targets)
+        self.pooler, self.input, self.init_std = pooler, input, init_std
+
+    def install(self, model: nn.Module) -> None:
+        state = ParadeState()
+        sites = find_sites(model, self.targets)
+        d_model = model.get_input_embeddings().weight.shape[1]
+        for index, layer in enumerate(decoder_layers(model)):
+            norm = layer_input_norm(model, index) if self.input == "normed" else None
+            layer_sites = [s for s in sites if s.layer == index]
+            layer.add_module(
+                "parade", ParadeLayer(layer, index, layer_sites, self, state, d_model, norm)
+            )
+        model.add_module("parade_conditioner", ParadeConditioner(model, state))
+
+    @staticmethod
+    def layers(model: nn.Module) -> list[ParadeLayer]:
+        return [m for m in model.modules() if isinstance(m, ParadeLayer)]
+
+
+class Parade1(Parade):
+    """PARADE-1 (section 4.5): pools by taking the last prompt token."""
+
+    def __init__(self, rank: int = 12, num_capsules: int = 4,
+                 targets: tuple[str, ...] = ("q", "v", "u"), pooler: str = "last",
+                 input: str = "hidden", init_std: float = 0.02) -> None:
+        super().__init__(rank, num_capsules, targets, pooler, input, init_std)
+
+
+class Parade2(Parade):
+    """PARADE-2 (section 4.5): dynamic-routing capsules with one iteration."""
+
+    def __init__(self, rank: int = 12, num_capsules: int = 4,
+                 targets: tuple[str, ...] = ("q", "v", "u"), pooler: str = "routing",
+                 input: str = "hidden", init_std: float = 0.02) -> None:
+        super().__init__(rank, num_capsules, targets, pooler, input, init_std)
+
+
+class Parade3(Parade):
+    """PARADE-3 (section 4.5): vectors for Query, Key, Value, Gate and Up with r = 8."""
+
+    def __init__(self, rank: int = 8, num_capsules: int = 4,
+                 targets: tuple[str, ...] = ("q", "k", "v", "g", "u"), pooler: str = "capsule",
+                 input: str = "hidden", init_std: float = 0.02) -> None:
+        super().__init__(rank, num_capsules, targets, pooler, input, init_std)
+
+
+class Parade4(Parade):
+    """PARADE-4 (section 4.5): vectors for Query and Value only with r = 24."""
+
+    def __init__(self, rank: int = 24, num_capsules: int = 4,
+                 targets: tuple[str, ...] = ("q", "v"), pooler: str = "capsule",
+                 input: str = "hidden", init_std: float = 0.02) -> None:
+        super().__init__(rank, num_capsules, targets, pooler, input, init_std)

@@ -1,0 +1,122 @@
+"""Poolers of PARADE's vector generator: prompt tokens ``(B, T, r)`` -> one vector ``(B, r)``.
+
+* :class:`CapsulePooler`: the paper's attentional capsule pooler (section 3.3, eqs. 7-10).
+* :class:`LastTokenPooler`: PARADE-1, the last prompt token (section 4.5).
+* :class:`RoutingPooler`: PARADE-2, dynamic-routing capsules (Sabour et al., 2017;
+  Zhang et al., 2018) with one routing iteration (section 4.5).
+
+Every pooler takes a boolean ``mask`` (True on prompt tokens); padding and response tokens
+never contribute. Rows without any prompt token are an error.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from methods.base import uniform_with_std
+
+
+def squash(s: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Capsule squashing (eq. 8): ``‖s‖²/(1+‖s‖²) · s/‖s‖``, finite (zero) at ``s = 0``."""
+    sq = (s * s).sum(-1, keepdim=True)
+    return s * (sq / (1.0 + sq) / torch.sqrt(sq + eps))
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax of ``logits`` over ``dim`` where ``mask`` is True; exactly 0 elsewhere."""
+    logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.softmax(logits, dim=dim)
+
+
+def check_mask(mask: torch.Tensor) -> None:
+    if not bool(mask.any(dim=1).all()):
+        rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
+        raise ValueError(f"PARADE: rows {rows} have no prompt token to pool over")
+
+
+class CapsulePooler(nn.Module):
+    """Attentional capsule pooler (eqs. 7-10) with ``K`` output capsules of width ``r/K``.
+
+    ``m_{j→k} = h'_j W_k`` (eq. 7); initial logits ``m_{j,k} = v_kᵀ h'_j`` and
+    ``n_{j,k} = softmax_j`` over prompt tokens (eq. 9); ``s_k = Σ_j n_{j,k} m_{j→k}``,
+    ``c_k = squash(s_k)`` (eq. 8); one refinement ``m_{j,k} += c_kᵀ m_{j→k}`` (eq. 10: the
+    agreement of the capsule with its prediction vector, the dimensionally consistent reading
+    of the paper's ``c_kᵀ h'_j``), then ``n`` and ``c_k`` once more. Output: ``[c_1 … c_K]``.
+    """
+
+    def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        if rank % num_capsules:
+            raise ValueError(
+                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
+            )
+        self.num_capsules, self.capsule_dim = num_capsules, rank // num_capsules
+        self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))  # W_k^cap
+        self.query = nn.Parameter(torch.empty(num_capsules, rank))  # v_k
+        uniform_with_std(self.weight, init_std)
+        uniform_with_std(self.query, init_std)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_mask(mask)
+        keep = mask[:, :, None]  # (B, T, 1)
+        pred = torch.einsum("btr,krc->btkc", h, self.weight)  # (B, T, K, r/K)  m_{j→k}
+        logits = torch.einsum("btr,kr->btk", h, self.query)  # (B, T, K)  m_{j,k}, eq. 9
+        n = masked_softmax(logits, keep, dim=1)  # (B, T, K)
+        c = squash(torch.einsum("btk,btkc->bkc", n, pred))  # (B, K, r/K)  eq. 8
+        logits = logits + torch.einsum("bkc,btkc->btk", c, pred)  # eq. 10
+        n = masked_softmax(logits, keep, dim=1)  # (B, T, K)
+        c = squash(torch.einsum("btk,btkc->bkc", n, pred))  # (B, K, r/K)
+        self.last_attention = n.detach()
+        return c.flatten(1)  # (B, r)
+
+
+class RoutingPooler(nn.Module):
+    """PARADE-2: dynamic routing with routing logits starting at zero and one iteration.
+
+    Coupling coefficients are a softmax over the *output capsules* of the routing logits
+    (uniform ``1/K`` at zero); ``s_k = Σ_j c_{j,k} m_{j→k}``, ``c_k = squash(s_k)``. With a single
+    iteration the logit update that would follow does not influence the output.
+    """
+
+    def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        if rank % num_capsules:
+            raise ValueError(
+                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
+            )
+        self.num_capsules, self.capsule_dim = num_capsules, rank // num_capsules
+        self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))
+        uniform_with_std(self.weight, init_std)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_mask(mask)
+        pred = torch.einsum("btr,krc->btkc", h, self.weight)  # (B, T, K, r/K)
+        b = torch.zeros(pred.shape[:3], device=h.device, dtype=h.dtype)  # (B, T, K) logits
+        coupling = torch.softmax(b, dim=-1) * mask[:, :, None].to(h.dtype)  # (B, T, K)
+        c = squash(torch.einsum("btk,btkc->bkc", coupling, pred))  # (B, K, r/K)
+        self.last_attention = coupling.detach()
+        return c.flatten(1)  # (B, r)
+
+
+class LastTokenPooler(nn.Module):
+    """PARADE-1: the last prompt token, found from the mask (left or right padding)."""
+
+    def __init__(self, rank: int, num_capsules: int = 1, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_mask(mask)
+        positions = torch.arange(mask.shape[1], device=mask.device)  # (T,)
+        last = torch.where(mask, positions, -1).amax(dim=1)  # (B,)
+        return h[torch.arange(h.shape[0], device=h.device), last]  # (B, r)
+
+
+POOLERS: dict[str, type[nn.Module]] = {
+    "capsule": CapsulePooler,
+    "last": LastTokenPooler,
+    "routing": RoutingPooler,
+}
