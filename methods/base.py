@@ -163,6 +163,38 @@ class PeftMethod:
         return f"{type(self).__name__}({args})"
 
 
+def method_from_config(config: PeftMethod | dict[str, Any]) -> PeftMethod:
+    """Build a method from ``{"class_path": "methods.LoRA", "init_args": {...}}`` (or pass one).
+
+    ``class_path`` may be a dotted path or a short name of a class exported by ``methods``.
+    """
+    if isinstance(config, PeftMethod):
+        return config
+    import importlib
+
+    path = config.get("class_path")
+    if not path:
+        raise ValueError(f"a method config needs a class_path, got {config!r}")
+    module_name, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name or "methods"), name)
+    except (ImportError, AttributeError):
+        raise ValueError(
+            f"unknown method {path!r}; built-in: {', '.join(_builtin_method_names())} "
+            "(or a dotted path to a PeftMethod subclass)"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, PeftMethod)):
+        raise ValueError(f"{path!r} is not a PeftMethod subclass")
+    return cls(**config.get("init_args", {}))
+
+
+def _builtin_method_names() -> list[str]:
+    import methods
+
+    return [n for n in methods.__all__ if isinstance(getattr(methods, n), type)
+            and issubclass(getattr(methods, n), PeftMethod) and n != "PeftMethod"]
+
+
 def uniform_with_std(tensor: torch.Tensor, std: float) -> torch.Tensor:
     """Uniform init with mean 0 and the given standard deviation (``U(-a, a)``, a = std·√3)."""
     bound = std * 3**0.5

@@ -177,8 +177,7 @@ class ParadeConditioner(AdapterModule):
     def _begin(self, model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         state: ParadeState = self._state
         prompt_mask = kwargs.pop("prompt_mask", None)
-        cache = kwargs.get("past_key_values")
-        cached = cache is not None and cache.get_seq_length() > 0
+        cached = _has_cached_tokens(kwargs)
         if prompt_mask is not None:
             state.compute, state.mask = True, prompt_mask.bool()
         elif cached:
@@ -193,6 +192,19 @@ class ParadeConditioner(AdapterModule):
             state.compute = True
             state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
         return args, kwargs
+
+
+def _has_cached_tokens(kwargs: dict) -> bool:
+    """True at decode steps: the KV cache holds tokens (``cache=`` in transformers ≥ 5.2x,
+    ``past_key_values=`` before), or the attention mask is longer than the new tokens."""
+    for name in ("cache", "past_key_values"):
+        cache = kwargs.get(name)
+        if cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0:
+            return True
+    ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    if ids is not None and mask is not None and mask.dim() == 2:
+        return mask.shape[1] > ids.shape[1]
+    return False
 
 
 class Parade(PeftMethod):
