@@ -125,6 +125,15 @@ class PeftMethod:
     def load_adapter_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         """Load adapter weights; missing, unexpected or mis-shaped entries are an error."""
         own = dict(self.named_adapter_parameters(model))
+        self.check_adapter_state(own, state)
+        with torch.no_grad():
+            for name, param in own.items():
+                param.copy_(state[name].to(param.dtype))
+
+    def check_adapter_state(
+        self, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+    ) -> None:
+        """Raise one clear error listing every missing, unexpected or mis-shaped entry."""
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         problems = []
@@ -143,9 +152,6 @@ class PeftMethod:
                 f"adapter weights do not fit this {type(self).__name__} "
                 f"({self.config()}): " + "; ".join(problems)
             )
-        with torch.no_grad():
-            for name, param in own.items():
-                param.copy_(state[name].to(param.dtype))
 
     def num_trainable_parameters(self, model: nn.Module) -> int:
         return sum(p.numel() for _, p in self.named_adapter_parameters(model))

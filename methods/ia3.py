@@ -59,24 +59,26 @@ class IA3Adapter(AdapterModule):
         """The role's scaling vector, shape ``(width,)``."""
         if self.dim is None:
             return self.l[role]
-        return 1.0 + self.z[role] @ self.P[role]  # (width,)
+        z = self.z[role].unsqueeze(-2)  # (..., 1, dim)
+        return 1.0 + (z @ self.P[role]).squeeze(-2)  # (..., width)
 
     def scale(self) -> torch.Tensor:
         """The vector over all of the host's output (or input) channels, ones where untargeted."""
         if len(self.roles) == 1 and self.channels(self.roles[0]) is None:
             return self.vector(self.roles[0])
-        ref = next(iter(self.parameters()))
-        full = torch.ones(self.out_features, device=ref.device, dtype=ref.dtype)
-        for role in self.roles:
-            full = full.index_copy(0, self.channels(role), self.vector(role))
+        vectors = [self.vector(role) for role in self.roles]  # each (..., width)
+        full = vectors[0].new_ones(*vectors[0].shape[:-1], self.out_features)  # (..., out)
+        for role, vector in zip(self.roles, vectors, strict=True):
+            full = full.index_copy(-1, self.channels(role), vector)
         return full
 
     def _scale_output(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-        return out * self.scale().to(out.dtype)
+        # (out,) broadcasts over (B, T, out); per-row (B, out) vectors become (B, 1, out)
+        return out * self.scale().unsqueeze(-2).to(out.dtype)
 
     def _scale_input(self, module: nn.Module, args: tuple) -> tuple:
         x = args[0]
-        return (x * self.scale().to(x.dtype), *args[1:])
+        return (x * self.scale().unsqueeze(-2).to(x.dtype), *args[1:])
 
 
 class IA3(PeftMethod):

@@ -46,9 +46,9 @@ class LoraAdapter(AdapterModule):
 
     def delta(self, role: str, x: torch.Tensor) -> torch.Tensor:
         """``scaling · x A^T B^T`` for one role: ``(..., in) -> (..., width)``."""
-        a, b = self.A[role], self.B[role]
-        h = self.dropout(x.to(a.dtype)) @ a.t()  # (B, T, r)
-        return (h @ b.t()) * self.scaling  # (B, T, width)
+        a, b = self.A[role], self.B[role]  # (r, in), (width, r)  [or per-row (B, …)]
+        h = self.dropout(x.to(a.dtype)) @ a.transpose(-1, -2)  # (B, T, r)
+        return (h @ b.transpose(-1, -2)) * self.scaling  # (B, T, width)
 
     def _add_update(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
         if self.merged:

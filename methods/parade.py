@@ -64,9 +64,12 @@ class VectorGenerator(nn.Module):
         nn.init.ones_(self.up.bias)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.down(h.to(self.down.weight.dtype))  # (B, T, r)  h' = h W_down
-        pooled = self.pooler(h, mask)  # (B, r)
-        return self.up(self.act(pooled))  # (B, d_out)  l
+        # written with matmul/einsum rather than the Linear modules' forward so that weights
+        # with a leading per-row dimension (multi-tenant batches) work unchanged
+        w_down, w_up = self.down.weight, self.up.weight  # (r, d), (d_out, r)  [or (B, …)]
+        h = h.to(w_down.dtype) @ w_down.transpose(-1, -2)  # (B, T, r)  h' = h W_down
+        pooled = self.act(self.pooler(h, mask))  # (B, r)
+        return torch.einsum("...r,...or->...o", pooled, w_up) + self.up.bias  # (B, d_out)  l
 
 
 class ParadeLayer(AdapterModule):

@@ -6,7 +6,8 @@
   Zhang et al., 2018) with one routing iteration (section 4.5).
 
 Every pooler takes a boolean ``mask`` (True on prompt tokens); padding and response tokens
-never contribute. Rows without any prompt token are an error.
+never contribute. Rows without any prompt token are an error. Weights may carry a leading
+batch dimension (one set per row, for multi-tenant batches): the einsums broadcast over it.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class CapsulePooler(nn.Module):
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_mask(mask)
         keep = mask[:, :, None]  # (B, T, 1)
-        pred = torch.einsum("btr,krc->btkc", h, self.weight)  # (B, T, K, r/K)  m_{j→k}
-        logits = torch.einsum("btr,kr->btk", h, self.query)  # (B, T, K)  m_{j,k}, eq. 9
+        pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)  m_{j→k}
+        logits = torch.einsum("...tr,...kr->...tk", h, self.query)  # (B, T, K)  m_{j,k}, eq. 9
         n = masked_softmax(logits, keep, dim=1)  # (B, T, K)
         c = squash(torch.einsum("btk,btkc->bkc", n, pred))  # (B, K, r/K)  eq. 8
         logits = logits + torch.einsum("bkc,btkc->btk", c, pred)  # eq. 10
@@ -93,7 +94,7 @@ class RoutingPooler(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_mask(mask)
-        pred = torch.einsum("btr,krc->btkc", h, self.weight)  # (B, T, K, r/K)
+        pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)
         b = torch.zeros(pred.shape[:3], device=h.device, dtype=h.dtype)  # (B, T, K) logits
         coupling = torch.softmax(b, dim=-1) * mask[:, :, None].to(h.dtype)  # (B, T, K)
         c = squash(torch.einsum("btk,btkc->bkc", coupling, pred))  # (B, K, r/K)

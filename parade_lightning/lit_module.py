@@ -1,0 +1,157 @@
+"""``PeftLitModule``: a frozen backbone, one pluggable PEFT method, the paper's optimisation.
+
+The module delegates everything method-specific to a :class:`methods.PeftMethod` chosen by
+``class_path`` (``methods.Parade``, ``methods.LoRA``, ``mypkg.MyMethod``…). It trains with the
+causal-LM loss on response tokens only (the datamodule sets labels to -100 on the prompt and
+padding) and optimises as appendix E: AdamW, lr 1e-4, linear decay with 6 % warm-up.
+
+Checkpoints hold adapter weights and hyper-parameters (plus the Trainer's optimizer, scheduler
+and loop state), never the frozen backbone: :meth:`state_dict` returns the adapter only, and
+:meth:`load_state_dict` loads it onto the freshly loaded backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from methods.base import PeftMethod, method_from_config
+from methods.parade import Parade
+from parade_lightning.backbones import load_backbone
+from parade_lightning.generation import generate
+
+_PREFIX = "model."
+
+
+class PeftLitModule(L.LightningModule):
+    """Fine-tune a causal LM with a PEFT method.
+
+    Args:
+        backbone: ``smollm2-135m``, a tiny test alias, a ``.gguf`` path, a local folder or a
+            hub id (see :func:`parade_lightning.load_backbone`).
+        method: the PEFT method (default: ``Parade()`` with the paper's settings).
+        backbone_dtype: dtype of the frozen weights (``float32``, ``bfloat16``); adapter
+            parameters always stay fp32.
+        lr: AdamW learning rate (paper: 1e-4).
+        weight_decay: AdamW weight decay (transformers' default 0.0).
+        warmup_ratio: fraction of the optimisation steps spent in linear warm-up (paper: 0.06).
+        scheduler: ``linear`` (warm-up then linear decay to 0, as the paper) or ``constant``.
+        gradient_checkpointing: trade compute for activation memory in the backbone.
+        num_beams: beam size of ``predict``/``test`` generation (paper: 3).
+        max_new_tokens: generation length; ``None`` takes the datamodule's per-task value.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "smollm2-135m",
+        method: PeftMethod | None = None,
+        backbone_dtype: str = "float32",
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.06,
+        scheduler: str = "linear",
+        gradient_checkpointing: bool = False,
+        num_beams: int = 3,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        super().__init__()
+        if scheduler not in ("linear", "constant"):
+            raise ValueError(f"scheduler must be 'linear' or 'constant', got {scheduler!r}")
+        if not 0.0 <= warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        self.method = method_from_config(method) if method is not None else Parade()
+        self.save_hyperparameters(ignore=["method"])
+        self.hparams["method"] = {"class_path": self.method.class_path(),
+                                  "init_args": self.method.config()}
+        self.model, self.tokenizer = load_backbone(backbone, dtype=backbone_dtype)
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+            self.model.config.use_cache = False
+        self.method.attach(self.model)
+        self.model.train()  # backbone dropout as in HF/PEFT training; generate() toggles eval
+
+    # ------------------------------------------------------------------ forward and loss
+    def forward(self, batch: Mapping[str, Any]) -> Any:
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if "labels" in batch:
+            kwargs["labels"] = batch["labels"]
+        if self.method.conditions_on_prompt:
+            kwargs["prompt_mask"] = batch["prompt_mask"]
+        return self.model(**kwargs, use_cache=False)
+
+    def _loss(self, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
+        loss = self(batch).loss
+        size = batch["input_ids"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,
+                 batch_size=size, sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch, "train")
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True,
+                 batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._loss(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._loss(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Generate for ``batch["prompt_ids"]`` (beam ``num_beams``); returns one dict a row."""
+        texts = self.generate(batch["prompt_ids"])
+        targets = batch.get("targets") or [{}] * len(texts)
+        return [
+            {"index": i, "prediction": t, "target": g}
+            for i, t, g in zip(batch.get("index", range(len(texts))), texts, targets, strict=True)
+        ]
+
+    def generate(self, prompts, **kwargs) -> list[str]:
+        """:func:`parade_lightning.generate` with this module's beam size and length."""
+        kwargs.setdefault("num_beams", self.hparams.num_beams)
+        kwargs.setdefault("max_new_tokens", self.max_new_tokens())
+        return generate(self.model, self.tokenizer, prompts, batch_size=len(prompts),
+                        progress=False, **kwargs)
+
+    def max_new_tokens(self) -> int:
+        if self.hparams.max_new_tokens is not None:
+            return self.hparams.max_new_tokens
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        return int(getattr(datamodule, "max_new_tokens", 32))
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for _, p in self.method.named_adapter_parameters(self.model)]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(round(self.hparams.warmup_ratio * total))
+        if self.hparams.scheduler == "linear":
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        else:
+            scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------------ adapter-only state
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # noqa: D102
+        state = self.method.adapter_state_dict(self.model)
+        return {_PREFIX + name: tensor for name, tensor in state.items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> Any:  # noqa: D102
+        foreign = [k for k in state_dict if not k.startswith(_PREFIX)]
+        if foreign and strict:
+            raise ValueError(f"unexpected keys in the adapter checkpoint: {foreign[:3]}")
+        adapter = {k[len(_PREFIX):]: v for k, v in state_dict.items() if k.startswith(_PREFIX)}
+        self.method.load_adapter_state_dict(self.model, adapter)
+        return torch.nn.modules.module._IncompatibleKeys([], [])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["peft_method"] = self.hparams["method"]

@@ -1,0 +1,154 @@
+"""PeftLitModule: loss on responses, the paper's optimiser, adapter-only checkpoints, resume."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from methods import IA3, LoRA, Parade
+from parade_lightning import PeftLitModule
+from parade_lightning.backbones import load_tokenizer
+
+
+def make_batch_rows(tokenizer, n: int = 8) -> list[dict]:
+    rows = []
+    for i in range(n):
+        prompt = tokenizer(f"Question {i}: is {i} even?", add_special_tokens=False)["input_ids"]
+        answer = tokenizer(" yes" if i % 2 == 0 else " no", add_special_tokens=False)["input_ids"]
+        rows.append({"prompt": prompt, "response": answer + [tokenizer.eos_token_id], "index": i})
+    return rows
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    width = max(len(r["prompt"]) + len(r["response"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    prompt = torch.zeros_like(ids, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        p, s = len(r["prompt"]), len(r["response"])
+        ids[i, : p + s] = torch.tensor(r["prompt"] + r["response"])
+        mask[i, : p + s] = 1
+        labels[i, p : p + s] = torch.tensor(r["response"])
+        prompt[i, :p] = True
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "prompt_mask": prompt,
+            "prompt_ids": [r["prompt"] for r in rows], "index": [r["index"] for r in rows],
+            "targets": [{"text": "yes" if r["index"] % 2 == 0 else "no"} for r in rows]}
+
+
+class ToyData(L.LightningDataModule):
+    max_new_tokens = 3
+
+    def __init__(self, backbone: str = "tiny-llama", n: int = 8) -> None:
+        super().__init__()
+        self.tok = load_tokenizer(backbone)
+        self.rows = make_batch_rows(self.tok, n)
+
+    def _loader(self, shuffle: bool = False) -> DataLoader:
+        return DataLoader(self.rows, batch_size=4, shuffle=shuffle,
+                          collate_fn=lambda r: collate(r, self.tok.pad_token_id))
+
+    def train_dataloader(self):
+        return self._loader(shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader()
+
+    def test_dataloader(self):
+        return self._loader()
+
+    def predict_dataloader(self):
+        return self._loader()
+
+
+def trainer(tmp_path, **kwargs) -> L.Trainer:
+    defaults = dict(default_root_dir=tmp_path, max_steps=4, logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, log_every_n_steps=1, accelerator="cpu")
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+@pytest.mark.parametrize("method", [Parade(), LoRA(r=2), IA3()], ids=["parade", "lora", "ia3"])
+def test_fit_lowers_loss_and_checkpoint_holds_adapter_only(tmp_path, method):
+    torch.manual_seed(0)
+    module = PeftLitModule("tiny-llama", method=method, lr=3e-2, warmup_ratio=0.0)
+    data = ToyData()
+    batch = collate(data.rows, data.tok.pad_token_id)
+    with torch.no_grad():
+        before = module(batch).loss.item()
+    t = trainer(tmp_path, max_steps=12)
+    t.fit(module, datamodule=data)
+    with torch.no_grad():
+        after = module(batch).loss.item()
+    assert after < before
+    path = tmp_path / "adapter.ckpt"
+    t.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    adapter_keys = {"model." + k for k, _ in module.method.named_adapter_parameters(module.model)}
+    assert set(ckpt["state_dict"]) == adapter_keys
+    assert ckpt["hyper_parameters"]["method"]["class_path"].startswith("methods.")
+    restored = PeftLitModule.load_from_checkpoint(path)
+    with torch.no_grad():
+        assert torch.equal(restored(batch).logits, module(batch).logits)
+
+
+def test_scheduler_warms_up_then_decays(tmp_path):
+    module = PeftLitModule("tiny-llama", method=IA3(), lr=1e-3, warmup_ratio=0.25)
+    t = trainer(tmp_path, max_steps=8)
+    lrs = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    t.callbacks.append(Spy())
+    t.fit(module, datamodule=ToyData())
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(1e-3) and lrs[-1] < max(lrs)
+    assert lrs.index(max(lrs)) == 2  # 25 % of 8 steps
+
+
+def test_resume_from_checkpoint_restores_optimizer_and_steps(tmp_path):
+    torch.manual_seed(0)
+    data = ToyData()
+    full = PeftLitModule("tiny-llama", method=LoRA(r=2), lr=1e-2)
+    trainer(tmp_path / "a", max_steps=6).fit(full, datamodule=data)
+
+    torch.manual_seed(0)
+    half = PeftLitModule("tiny-llama", method=LoRA(r=2), lr=1e-2)
+    t = trainer(tmp_path / "b", max_steps=6)
+    t.fit_loop.epoch_loop.max_steps = 3  # stop in the middle, as if killed
+    t.fit(half, datamodule=ToyData())
+    t.save_checkpoint(tmp_path / "mid.ckpt")
+    ckpt = torch.load(tmp_path / "mid.ckpt", weights_only=False)
+    assert ckpt["optimizer_states"] and ckpt["lr_schedulers"] and ckpt["global_step"] == 3
+
+    torch.manual_seed(0)
+    resumed = PeftLitModule("tiny-llama", method=LoRA(r=2), lr=1e-2)
+    t2 = trainer(tmp_path / "c", max_steps=6)
+    t2.fit(resumed, datamodule=ToyData(), ckpt_path=tmp_path / "mid.ckpt")
+    assert t2.global_step == 6
+
+
+def test_bf16_mixed_on_cpu_keeps_adapters_fp32(tmp_path):
+    module = PeftLitModule("tiny-llama", method=Parade(), backbone_dtype="bfloat16")
+    trainer(tmp_path, max_steps=2, precision="bf16-mixed").fit(module, datamodule=ToyData())
+    params = dict(module.method.named_adapter_parameters(module.model))
+    assert all(p.dtype == torch.float32 for p in params.values())
+    assert next(module.model.parameters()).dtype == torch.bfloat16
+
+
+def test_predict_generates_with_beams(tmp_path):
+    module = PeftLitModule("tiny-llama", method=Parade(), num_beams=2)
+    out = trainer(tmp_path).predict(module, datamodule=ToyData())
+    rows = [r for batch in out for r in batch]
+    assert len(rows) == 8 and all(isinstance(r["prediction"], str) for r in rows)
+
+
+def test_bad_inputs_are_clear():
+    with pytest.raises(ValueError, match="unknown method"):
+        PeftLitModule("tiny-llama", method={"class_path": "NoSuchMethod"})
+    with pytest.raises(ValueError, match="does not exist in gpt2"):
+        PeftLitModule("tiny-gpt2", method=LoRA(targets=("g",)))
+    with pytest.raises(ValueError, match="scheduler"):
+        PeftLitModule("tiny-llama", scheduler="cosine")
