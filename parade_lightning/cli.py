@@ -3,12 +3,15 @@
     parade fit --config configs/parade_rte.yaml
     parade fit --config configs/methods/lora.yaml --config configs/tasks/sst2.yaml
     parade fit --model.method Parade4 --print_config
+    parade sweep run --config sweeps/cpu_smollm2.yaml     (see parade_lightning.sweep)
 
 Methods and datamodules are chosen by ``class_path`` (``methods.Parade`` or just ``Parade``);
 ``model.backbone`` is linked into the datamodule so both use the same tokenizer.
 """
 
 from __future__ import annotations
+
+import sys
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -22,10 +25,37 @@ class ParadeCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.backbone")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=False,
+            help="fit only: afterwards run `test` with the best checkpoint (else the last "
+                 "weights), writing predictions.jsonl and metrics.json (appendix E protocol)",
+        )
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
 
-def main(args: list[str] | None = None, run: bool = True) -> ParadeCLI:
-    """Entry point of the ``parade`` console script."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``parade`` console script.
+
+    ``parade sweep …`` goes to :mod:`parade_lightning.sweep` (grids of ordinary runs);
+    everything else is the LightningCLI (``fit``, ``validate``, ``test``, ``predict``).
+    """
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] == "sweep":
+        from parade_lightning.sweep import main as sweep_main
+
+        sweep_main(argv[1:])
+        return
+    build_cli(argv)
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> ParadeCLI:
+    """Parse ``args`` (default ``sys.argv``) and, with ``run``, execute the subcommand."""
     return ParadeCLI(
         PeftLitModule,
         TaskDataModule,

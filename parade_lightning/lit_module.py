@@ -23,6 +23,7 @@ from methods.base import PeftMethod, method_from_config
 from methods.parade import Parade
 from parade_lightning.backbones import load_backbone
 from parade_lightning.generation import generate
+from parade_lightning.metrics import score
 
 _PREFIX = "model."
 
@@ -43,6 +44,8 @@ class PeftLitModule(L.LightningModule):
         gradient_checkpointing: trade compute for activation memory in the backbone.
         num_beams: beam size of ``predict``/``test`` generation (paper: 3).
         max_new_tokens: generation length; ``None`` takes the datamodule's per-task value.
+        generate_on_test: during ``test``, also generate answers and score them with the
+            task's metric (``test/<metric>``; :class:`callbacks.TestReport` writes the files).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class PeftLitModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         num_beams: int = 3,
         max_new_tokens: int | None = None,
+        generate_on_test: bool = True,
     ) -> None:
         super().__init__()
         if scheduler not in ("linear", "constant"):
@@ -101,15 +105,40 @@ class PeftLitModule(L.LightningModule):
         return self._loss(batch, "val")
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._loss(batch, "test")
+        """Test loss, and (``generate_on_test``) beam-search answers for the task metric."""
+        loss = self._loss(batch, "test")
+        if self.hparams.generate_on_test and "prompt_ids" in batch:
+            self._test_rows += self.predict_step(batch, batch_idx)
+        return loss
+
+    def on_test_epoch_start(self) -> None:
+        self._test_rows: list[dict[str, Any]] = []
+        self.test_results: dict[str, Any] | None = None
+
+    def on_test_epoch_end(self) -> None:
+        """Score the generations with the datamodule's metric and log ``test/<metric>``."""
+        metric = getattr(getattr(self.trainer, "datamodule", None), "metric", None)
+        if not self._test_rows or metric is None:
+            return
+        result = score(metric, [r["prediction"] for r in self._test_rows],
+                       [r["target"] for r in self._test_rows])
+        for row, value in zip(self._test_rows, result.per_example, strict=True):
+            row["score"], row["correct"] = value, value == 1.0
+        self.log(f"test/{metric}", result.value)
+        for key, value in result.extras.items():
+            self.log(f"test/{key}", value)
+        self.test_results = {"metric": metric, "value": result.value, "extras": result.extras,
+                             "num_beams": self.hparams.num_beams, "rows": self._test_rows}
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """Generate for ``batch["prompt_ids"]`` (beam ``num_beams``); returns one dict a row."""
         texts = self.generate(batch["prompt_ids"])
         targets = batch.get("targets") or [{}] * len(texts)
+        indices = batch.get("index", range(len(texts)))
         return [
-            {"index": i, "prediction": t, "target": g}
-            for i, t, g in zip(batch.get("index", range(len(texts))), texts, targets, strict=True)
+            {"index": i, "prompt": self.tokenizer.decode(p), "prediction": t,
+             "gold": g.get("text"), "target": g}
+            for i, p, t, g in zip(indices, batch["prompt_ids"], texts, targets, strict=True)
         ]
 
     def generate(self, prompts, **kwargs) -> list[str]:

@@ -1,0 +1,16 @@
+"""Callbacks for what Lightning's built-ins do not do.
+
+Dev evaluation cadence, early stopping (``EarlyStopping(monitor="val/loss", patience=10)``)
+and best-adapter checkpointing (``ModelCheckpoint(monitor="val/loss")``) are Lightning's own;
+these add generation metrics, the parameter-budget report, test files and PARADE diagnostics.
+"""
+
+from callbacks.budget import ParameterBudgetReport
+from callbacks.generation_eval import DevGenerationEval
+from callbacks.parade_diagnostics import ParadeDiagnostics, parade_statistics
+from callbacks.test_report import TestReport
+
+__all__ = [
+    "DevGenerationEval", "ParameterBudgetReport", "ParadeDiagnostics", "TestReport",
+    "parade_statistics",
+]

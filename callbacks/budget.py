@@ -1,0 +1,38 @@
+"""Parameter-budget report at fit start: printed, in TensorBoard, and as JSON beside the logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from parade_lightning.budget import parameter_budget
+
+
+class ParameterBudgetReport(L.Callback):
+    """Report trainable / total parameters (and per role, group and layer) when fit starts.
+
+    Args:
+        per_layer: include the per-layer rows in the printed table.
+        filename: JSON file written into the trainer's log dir.
+    """
+
+    def __init__(self, per_layer: bool = False, filename: str = "budget.json") -> None:
+        self.per_layer, self.filename = per_layer, filename
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        budget = parameter_budget(pl_module.model)
+        table = budget.table(per_layer=self.per_layer)
+        rank_zero_info(f"Parameter budget\n{table}")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("budget", table, global_step=0)
+            logger.log_metrics({"budget/trainable": budget.trainable,
+                                "budget/percent": budget.percent}, step=0)
+        out = Path(trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / self.filename).write_text(json.dumps(budget.to_dict(), indent=2))

@@ -1,0 +1,64 @@
+"""After ``test``: ``predictions.jsonl`` and ``metrics.json`` beside the logs.
+
+The module generates with beam search during ``test_step`` and scores in
+``on_test_epoch_end`` (see :class:`parade_lightning.PeftLitModule`); this callback writes what
+it found, one JSON object a line (``index, prompt, prediction, gold, score, correct``) and
+the headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from parade_lightning.budget import parameter_budget
+
+
+class TestReport(L.Callback):
+    """Write the test predictions and metrics.
+
+    Args:
+        output_dir: where to write (None: the trainer's log dir).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        self.output_dir = output_dir
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        results = getattr(pl_module, "test_results", None)
+        if not results:
+            return
+        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "predictions.jsonl").open("w") as f:
+            for row in results["rows"]:
+                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        datamodule = trainer.datamodule
+        budget = parameter_budget(pl_module.model)
+        metrics = {
+            "task": getattr(datamodule, "task", None),
+            "method": pl_module.hparams["method"],
+            "backbone": pl_module.hparams.get("backbone"),
+            "metric": results["metric"],
+            "value": results["value"],
+            "extras": results["extras"],
+            "test_loss": _float(trainer.callback_metrics.get("test/loss")),
+            "num_examples": len(results["rows"]),
+            "num_beams": results["num_beams"],
+            "trainable_parameters": budget.trainable,
+            "total_parameters": budget.total,
+            "ckpt_path": trainer.ckpt_path,
+            "global_step": trainer.global_step,
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        rank_zero_info(f"test {results['metric']} = {results['value']:.4f} -> {out}/metrics.json")
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
