@@ -7,10 +7,11 @@ these add generation metrics, the parameter-budget report, test files and PARADE
 
 from callbacks.budget import ParameterBudgetReport
 from callbacks.generation_eval import DevGenerationEval
+from callbacks.mt_bench import MTBenchWriter
 from callbacks.parade_diagnostics import ParadeDiagnostics, parade_statistics
 from callbacks.test_report import TestReport
 
 __all__ = [
-    "DevGenerationEval", "ParameterBudgetReport", "ParadeDiagnostics", "TestReport",
+    "DevGenerationEval", "MTBenchWriter", "ParameterBudgetReport", "ParadeDiagnostics", "TestReport",
     "parade_statistics",
 ]

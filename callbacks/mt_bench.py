@@ -1,0 +1,151 @@
+"""MT-Bench answers and GPT-4-style pairwise judging (appendix B.7 and D).
+
+``parade predict --config … --config configs/tasks/mt_bench.yaml --config
+configs/mt_bench_predict.yaml`` generates an answer to the first turn of each of the 80
+questions and writes:
+
+* ``answers.jsonl``: ``question_id, category, question, answer``;
+* ``judge_prompts.jsonl`` (when ``compare_with`` names another run's ``answers.jsonl``): the
+  appendix-D prompt with this run as assistant 1 and the other as assistant 2;
+* with ``judge_url`` set (an OpenAI-compatible ``/v1/chat/completions`` endpoint), the judge is
+  called for each prompt, its reviews go to ``judge_reviews.jsonl`` and the parsed scores'
+  means to ``judge_scores.json``. No network call is made unless ``judge_url`` is given; a
+  failing or unparsable judgement is recorded for its question and never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+JUDGE_TEMPLATE = """Task Introduction
+
+you will be given a query, and two responses from two assistants, could you compare the two \
+responses, and do the following:
+
+(1) write a concise review for each assistant's response, on how well the response answers \
+the query, and whether it will be helpful to humans users, and any issues in the response;
+(2) assigns a quantitative score on a scale of 10 to each response, reflecting your assessment \
+of the two responses
+
+Query:
+
+{query}
+
+Response 1 from assistant 1:
+
+{response1}
+
+Response 2 from assistant 2:
+
+{response2}"""
+"""Appendix D's judge prompt, verbatim (including its wording)."""
+
+_SCORE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b", re.IGNORECASE)
+
+
+def parse_scores(review: str) -> tuple[float, float] | None:
+    """The two ``x/10`` (or ``x out of 10``) scores of a review, in order; None if absent."""
+    found = [float(m) for m in _SCORE.findall(review)]
+    if len(found) < 2 or any(s > 10 for s in found[-2:]):
+        return None
+    return found[-2], found[-1]
+
+
+def call_judge(url: str, model: str, prompt: str, api_key: str | None, timeout: float) -> str:
+    """One chat-completion request; returns the reply text."""
+    body = json.dumps({"model": model, "temperature": 0,
+                       "messages": [{"role": "user", "content": prompt}]}).encode()
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())["choices"][0]["message"]["content"]
+
+
+class MTBenchWriter(BasePredictionWriter):
+    """Write MT-Bench answers, judge prompts and (optionally) judge scores.
+
+    Args:
+        output_dir: where to write (None: the trainer's log dir).
+        compare_with: another run's ``answers.jsonl`` (assistant 2 in the judge prompts).
+        judge_url: OpenAI-compatible chat-completions URL; None makes no network call.
+        judge_model: model name sent to the judge (paper: GPT-4).
+        api_key_env: environment variable holding the judge's API key.
+        timeout: seconds per judge request.
+    """
+
+    def __init__(self, output_dir: str | None = None, compare_with: str | None = None,
+                 judge_url: str | None = None, judge_model: str = "gpt-4",
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_dir, self.compare_with = output_dir, compare_with
+        self.judge_url, self.judge_model = judge_url, judge_model
+        self.api_key_env, self.timeout = api_key_env, timeout
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           predictions: list[Any], batch_indices: list[Any]) -> None:
+        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        answers = [
+            {"question_id": row["target"].get("question_id"), "category":
+             row["target"].get("category"), "question": (row["target"].get("turns") or [""])[0],
+             "answer": row["prediction"]}
+            for batch in predictions for row in batch
+        ]
+        _write_jsonl(out / "answers.jsonl", answers)
+        rank_zero_info(f"MT-Bench: {len(answers)} answers -> {out / 'answers.jsonl'}")
+        if self.compare_with:
+            self.judge(answers, out)
+
+    def judge(self, answers: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
+        """Write pairwise judge prompts; call the judge when a URL is configured."""
+        other = {r["question_id"]: r["answer"] for r in _read_jsonl(Path(self.compare_with))}
+        prompts = [
+            {"question_id": a["question_id"], "prompt": JUDGE_TEMPLATE.format(
+                query=a["question"], response1=a["answer"], response2=other[a["question_id"]])}
+            for a in answers if a["question_id"] in other
+        ]
+        _write_jsonl(out / "judge_prompts.jsonl", prompts)
+        if not self.judge_url:
+            return None
+        reviews, pairs = [], []
+        for item in prompts:
+            record: dict[str, Any] = {"question_id": item["question_id"]}
+            try:
+                record["review"] = call_judge(self.judge_url, self.judge_model, item["prompt"],
+                                              os.environ.get(self.api_key_env), self.timeout)
+                record["scores"] = parse_scores(record["review"])
+                if record["scores"] is None:
+                    record["error"] = "no two x/10 scores found in the review"
+                else:
+                    pairs.append(record["scores"])
+            except Exception as error:  # noqa: BLE001  (one bad request must not stop the rest)
+                record["error"] = f"{type(error).__name__}: {error}"
+            reviews.append(record)
+        _write_jsonl(out / "judge_reviews.jsonl", reviews)
+        summary = {
+            "judged": len(pairs), "failed": len(reviews) - len(pairs),
+            "assistant1_mean": sum(p[0] for p in pairs) / len(pairs) if pairs else None,
+            "assistant2_mean": sum(p[1] for p in pairs) / len(pairs) if pairs else None,
+            "compare_with": self.compare_with, "judge_model": self.judge_model,
+        }
+        (out / "judge_scores.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
