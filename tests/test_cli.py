@@ -1,0 +1,134 @@
+"""End to end through the `parade` CLI on a tiny model and a tiny RTE fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from parade_lightning import PeftLitModule
+from parade_lightning.cli import build_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_rte(folder: Path, n_train: int = 24, n_val: int = 12) -> Path:
+    (folder / "rte").mkdir(parents=True)
+    for split, n in (("train", n_train), ("validation", n_val)):
+        rows = [{"sentence1": f"The cat {i} sat on the mat.",
+                 "sentence2": "A cat sat." if i % 2 == 0 else "A dog flew.",
+                 "label": i % 2, "idx": i} for i in range(n)]
+        (folder / "rte" / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return folder
+
+
+def cli_args(tmp_path: Path, *extra: str) -> list[str]:
+    data = write_rte(tmp_path / "data")
+    return [
+        "--config", str(ROOT / "configs/base.yaml"), "--config", str(ROOT / "configs/tasks/rte.yaml"),
+        "--model.backbone", "tiny-llama", "--data.data_dir", str(data),
+        "--data.batch_size", "4", "--data.cache_dir", str(tmp_path / "cache"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "40",
+        "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1", *extra,
+    ]
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+    for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0, "tensors": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            found.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+        for tag in acc.Tags().get("tensors", []):
+            found.setdefault(tag, []).append(0.0)
+    return found
+
+
+@pytest.mark.parametrize("method", ["parade", "lora", "ia3"])
+def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
+    # min_delta larger than any possible improvement: the 2nd evaluation counts as "no better",
+    # so patience 1 stops training deterministically after 2 evaluations (4 steps).
+    callbacks = yaml.safe_load((ROOT / "configs/base.yaml").read_text())["trainer"]["callbacks"]
+    callbacks[0]["init_args"].update(patience=1, min_delta=100.0)
+    callbacks[-1]["init_args"]["every_n_steps"] = 1
+    stop = tmp_path / "stop.yaml"
+    stop.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    args = ["fit", *cli_args(tmp_path, "--config", str(ROOT / f"configs/methods/{method}.yaml"),
+                             "--config", str(stop))]
+    cli = build_cli(args)
+    assert cli.trainer.global_step == 4  # stopped early, well before max_steps=40
+    run_dir = Path(cli.trainer.log_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task"] == "rte" and metrics["metric"] == "accuracy"
+    assert 0.0 <= metrics["value"] <= 1.0 and metrics["num_examples"] == 6
+    assert Path(metrics["ckpt_path"]).name.startswith("best-")
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {"prompt", "prediction", "gold", "correct"} <= set(rows[0])
+    budget = json.loads((run_dir / "budget.json").read_text())
+    assert budget["trainable"] == metrics["trainable_parameters"] > 0
+    tags = scalars(run_dir)
+    for tag in ("train/loss", "train/lr", "val/loss", "val/accuracy", "test/accuracy",
+                "budget/trainable"):
+        assert tag in tags, (tag, sorted(tags))
+    if method == "parade":
+        assert "parade/l_q_mean" in tags and "parade/pool_entropy" in tags
+    ckpt = torch.load(metrics["ckpt_path"], weights_only=False)
+    assert all(k.startswith("model.") for k in ckpt["state_dict"])
+    assert not any("embed_tokens" in k for k in ckpt["state_dict"])  # no frozen backbone
+    restored = PeftLitModule.load_from_checkpoint(metrics["ckpt_path"])
+    assert restored.method.config() == cli.model.method.config()
+
+
+def test_resume_with_ckpt_path_last(tmp_path):
+    args = cli_args(tmp_path, "--config", str(ROOT / "configs/methods/lora.yaml"),
+                    "--test_after_fit", "false", "--trainer.max_steps", "4")
+    first = build_cli(["fit", *args])
+    assert first.trainer.global_step == 4
+    last = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    second = build_cli(["fit", *args, "--trainer.max_steps", "6", "--ckpt_path", str(last)])
+    assert second.trainer.global_step == 6
+
+
+def test_print_config_and_rerun_do_not_fail(tmp_path, capsys):
+    args = cli_args(tmp_path, "--config", str(ROOT / "configs/methods/parade4.yaml"))
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["method"]["class_path"] == "methods.Parade4"
+    assert printed["model"]["method"]["init_args"]["rank"] == 24
+    short = ["fit", *args, "--model.method", "LoRA", "--test_after_fit", "false",
+             "--trainer.max_steps", "2", "--trainer.logger.init_args.version", "fixed"]
+    build_cli(short)
+    build_cli(short)  # same log dir: the saved config is overwritten, not an error
+
+
+def test_parade_rte_yaml_is_the_composition_of_its_pieces():
+    """The complete config equals base + methods/parade + tasks/rte (no hand-copied drift)."""
+    def load(*names: str) -> dict:
+        merged: dict = {}
+        for name in names:
+            merged = _merge(merged, yaml.safe_load((ROOT / "configs" / name).read_text()))
+        return merged
+
+    assert load("parade_rte.yaml") == load("base.yaml", "methods/parade.yaml", "tasks/rte.yaml")
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
+            out.get(key), dict) else value
+    return out
+
+
+def test_unknown_method_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_cli(["fit", *cli_args(tmp_path), "--model.method", "NoSuchMethod"])
+    assert "NoSuchMethod" in capsys.readouterr().err
