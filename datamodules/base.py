@@ -1,0 +1,308 @@
+"""``TaskDataModule``: loading, splitting, templating, tokenising, caching and collation.
+
+A task subclass only declares what differs (the class attributes of
+:class:`~datamodules.spec.TaskSpec`: source, fields, template, verbaliser, split rule, metric,
+generation length) and, when needed, overrides one of its row hooks (``prompt_fields``, ``query``,
+``response``, ``targets``, ``group_rows``). See ``datamodules/README.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from datamodules import cache as cache_io
+from datamodules import encoding as enc
+from datamodules import sources as src
+from datamodules import spec as spec_module
+from datamodules import templates as templates_module
+from datamodules.collate import Collator, ExampleDataset
+from datamodules.errors import StageNotSupportedError
+from datamodules.spec import TaskSpec
+from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id, render_prompt
+
+_STAGE_SPLITS = {
+    "fit": ("train", "dev"), "validate": ("dev",), "test": ("test",), "predict": ("test",),
+}
+
+
+class TaskDataModule(TaskSpec, L.LightningDataModule):
+    """Base datamodule of one prompt-response task (appendix B/C of the paper).
+
+    Args:
+        backbone: backbone name whose tokenizer is used (linked from ``model.backbone`` by the
+            CLI; task YAMLs do not set it).
+        data_dir: local data folder (``<dir>/<task>/<split>.jsonl[.gz]``); falls back to
+            ``$PARADE_DATA_DIR``, else the hub dataset is loaded.
+        chat_style: ``llama2`` (the paper's template), ``tokenizer`` (the backbone's chat
+            template) or ``plain`` (see :mod:`datamodules.templates`).
+        max_length: maximum tokens of prompt + response + EOS (appendix E: 2048).
+        batch_size: training micro-batch. The paper's effective batch (16 below 10k training
+            rows, else 128; :attr:`paper_batch_size`) is reached with the Trainer's
+            ``accumulate_grad_batches`` (:attr:`accumulate_grad_batches` suggests the value).
+        eval_batch_size: batch size of the val/test/predict loaders.
+        padding_side: side of the dynamic padding (``right`` or ``left``).
+        seed: seed of the split permutation, the ``max_*_examples`` subsets and train shuffling.
+        num_workers: DataLoader workers.
+        on_bad_row: ``raise`` stops at the first bad row; ``skip`` drops bad rows and counts them
+            in ``dm.stats[split]``.
+        max_train_examples: deterministic subset of the train split (None: all).
+        max_dev_examples: deterministic subset of the dev split.
+        max_test_examples: deterministic subset of the test split (also used by predict).
+        cache_dir: folder of the tokenised-split cache (None: ``$PARADE_CACHE_DIR`` or
+            ``~/.cache/parade_lightning/datamodules``); local json is also prepared there.
+        use_cache: read/write the tokenised-split cache.
+        max_new_tokens: override of the task's generation length.
+    """
+
+    registry: ClassVar[dict[str, type[TaskDataModule]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("task"):
+            TaskDataModule.registry[cls.task] = cls
+
+    def __init__(
+        self,
+        backbone: str = "smollm2-135m",
+        data_dir: str | None = None,
+        chat_style: ChatStyle = "llama2",
+        max_length: int = 2048,
+        batch_size: int = 16,
+        eval_batch_size: int = 16,
+        padding_side: Literal["right", "left"] = "right",
+        seed: int = 42,
+        num_workers: int = 0,
+        on_bad_row: Literal["raise", "skip"] = "raise",
+        max_train_examples: int | None = None,
+        max_dev_examples: int | None = None,
+        max_test_examples: int | None = None,
+        cache_dir: str | None = None,
+        use_cache: bool = True,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not self.task:
+            raise TypeError("TaskDataModule is a base class; use a task subclass (e.g. RTE)")
+        _check(chat_style in CHAT_STYLES, f"chat_style must be one of {CHAT_STYLES}")
+        _check(padding_side in ("right", "left"), "padding_side must be 'right' or 'left'")
+        _check(on_bad_row in ("raise", "skip"), "on_bad_row must be 'raise' or 'skip'")
+        _check(max_length > 0 and batch_size > 0 and eval_batch_size > 0, "sizes must be > 0")
+        self.save_hyperparameters()
+        if max_new_tokens is not None:
+            self.max_new_tokens = max_new_tokens
+        self._tokenizer = None
+        self._sources: dict[str, tuple[Any, str]] = {}
+        self._examples: dict[str, list[dict[str, Any]]] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def tokenizer(self):
+        """The backbone's tokenizer, loaded on first use (may be assigned directly)."""
+        if self._tokenizer is None:
+            from parade_lightning.backbones import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.hparams.backbone)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._examples.clear()
+        self.stats.clear()
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        """Gradient accumulation that turns ``batch_size`` into the paper's effective batch."""
+        return max(1, self.paper_batch_size // self.hparams.batch_size)
+
+    def render(self, row: dict[str, Any]) -> str:
+        """The full prompt text of a raw row in the configured chat style (no truncation)."""
+        query = self.query(self.prompt_fields(row))
+        return render_prompt(self.tokenizer, self.hparams.chat_style, query)
+
+    # ------------------------------------------------------------------ loading
+
+    def _source(self, split: str) -> tuple[Any, str]:
+        """The source dataset of a derived split and its fingerprint (memoised)."""
+        source = self.source_of(split)
+        if source not in self._sources:
+            root, origin = src.resolve_data_dir(self.hparams.data_dir)
+            if root is not None:
+                folder = self.folder or self.task
+                path = src.local_file(root, folder, source)
+                if path is None:
+                    hub = self.hub_path and f"{self.hub_path} ({self.hub_name or 'default'})"
+                    raise src.missing_local_error(
+                        self.task, split, root, folder, source, origin, hub
+                    )
+                data = src.load_local(path, self._cache_root() / "hf_json")
+                self._sources[source] = (data, src.local_fingerprint(path))
+            else:
+                data = src.load_hub(self.task, split, self.hub_path, self.hub_name, source)
+                self._sources[source] = (data, f"hub:{getattr(data, '_fingerprint', '')}")
+        return self._sources[source]
+
+    def _cache_root(self) -> Path:
+        if self.hparams.cache_dir:
+            return Path(self.hparams.cache_dir).expanduser()
+        return cache_io.default_cache_dir()
+
+    def _limit(self, split: str) -> int | None:
+        return self.hparams[f"max_{split}_examples"]
+
+    def _cache_path(self, split: str, fingerprint: str) -> Path:
+        code = []
+        for klass in type(self).__mro__:
+            if issubclass(klass, TaskDataModule):
+                try:
+                    code.append(inspect.getsource(klass))
+                except (OSError, TypeError):
+                    code.append(klass.__qualname__)
+        material = {
+            "task": self.task, "split": split, "source": fingerprint, "code": code,
+            "modules": [
+                inspect.getsource(m) for m in (enc, src, spec_module, templates_module)
+            ],
+            "tokenizer": cache_io.tokenizer_identity(self.tokenizer),
+            "hparams": {k: self.hparams[k] for k in ("chat_style", "max_length", "seed",
+                                                     "on_bad_row")},
+            "limit": self._limit(split), "holdout": self.holdout, "template": self.template,
+        }
+        return self._cache_root() / self.task / f"{split}-{cache_io.cache_key(material)}.npz"
+
+    def _check_split(self, split: str, stage: str | None = None) -> None:
+        if split not in self.available_splits():
+            what = f"stage {stage!r}" if stage else f"the {split} dataloader"
+            raise StageNotSupportedError(
+                f"{self.task}: {what} needs the {split!r} split, which this task does not have "
+                f"(it has: {', '.join(self.available_splits())}). {self._split_hint()}"
+            )
+
+    def _split_hint(self) -> str:
+        return ""
+
+    def _load(self, split: str) -> list[dict[str, Any]]:
+        """Build (or read from cache) the examples of one split."""
+        if split in self._examples:
+            return self._examples[split]
+        self._check_split(split)
+        data, fingerprint = self._source(split)
+        indices = src.split_indices(
+            self.split_rule, split, len(data), self.hparams.seed,
+            self.holdout_size(len(data)), self.task,
+        )
+        path = self._cache_path(split, fingerprint) if self.hparams.use_cache else None
+        cached = cache_io.load_split(path) if path is not None else None
+        if cached is not None:
+            examples, stats = cached
+        else:
+            source = self.source_of(split)
+            raw = [
+                enc.RawRow(source, i, row)
+                for i, row in zip(indices, data.select(indices).to_list(), strict=True)
+            ]
+            raw = self.group_rows(split, raw)
+            keep = src.subset_positions(len(raw), self._limit(split), self.hparams.seed)
+            examples, split_stats = enc.encode_rows(
+                self, split, [raw[i] for i in keep], len(raw)
+            )
+            stats = split_stats.as_dict()
+            if path is not None:
+                cache_io.save_split(path, examples, stats)
+        self._examples[split], self.stats[split] = examples, stats
+        self._report(split, stats, cached is not None)
+        return examples
+
+    def _report(self, split: str, stats: dict[str, Any], from_cache: bool) -> None:
+        rank_zero_info(
+            f"{self.task} {split}: {stats['examples']} examples from {stats['rows']} rows "
+            f"(split has {stats['split_rows']}); truncated {stats['truncated']}, dropped "
+            f"{stats['dropped']}{' (cached)' if from_cache else ''}"
+        )
+        if stats["dropped"]:
+            rank_zero_warn(
+                f"{self.task} {split}: dropped {stats['dropped']} bad rows (on_bad_row='skip'; "
+                f"by field: {stats['dropped_by_field']})"
+            )
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits a stage needs (``fit``: train+dev, ``test``/``predict``: test...)."""
+        if self.split_rule == "predict_only" and stage not in (None, "predict"):
+            raise StageNotSupportedError(
+                f"{self.task} is predict-only: stage {stage!r} is not supported, use predict"
+                f". {self._split_hint()}"
+            )
+        if stage is None:
+            splits: tuple[str, ...] = self.available_splits()
+        else:
+            splits = _STAGE_SPLITS.get(stage, ())
+            for split in splits:
+                self._check_split(split, stage)
+        for split in splits:
+            self._load(split)
+
+    def split_examples(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Processed examples of a split (``prompt_ids``, ``response_ids``, ``targets``, ...).
+
+        Args:
+            split: ``train``, ``dev`` or ``test``.
+            limit: return a deterministic sample of at most this many (seeded by ``seed``).
+        """
+        examples = self._load(split)
+        keep = src.subset_positions(len(examples), limit, self.hparams.seed)
+        return [examples[i] for i in keep]
+
+    def dev_examples(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Processed dev examples (for generation-based evaluation on a sample)."""
+        return self.split_examples("dev", limit)
+
+    def _loader(self, split: str, train: bool = False, prompt_only: bool = False) -> DataLoader:
+        self._check_split(split)
+        examples = self._load(split)
+        generator = torch.Generator().manual_seed(self.hparams.seed) if train else None
+        workers = self.hparams.num_workers
+        return DataLoader(
+            ExampleDataset(examples),
+            batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
+            shuffle=train,
+            generator=generator,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=Collator(pad_id(self.tokenizer), self.hparams.padding_side, prompt_only),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled train split (micro-batches of ``batch_size``)."""
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The dev split."""
+        return self._loader("dev")
+
+    def test_dataloader(self) -> DataLoader:
+        """The test split."""
+        if self.split_rule == "predict_only":
+            raise StageNotSupportedError(
+                f"{self.task} is predict-only: use trainer.predict (predict_dataloader)"
+            )
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split (MT-Bench: its questions), prompts only; labels are all -100."""
+        return self._loader("test", prompt_only=True)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

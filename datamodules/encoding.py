@@ -1,0 +1,181 @@
+"""Raw rows -> tokenised examples: templating, tokenising, truncation and bad-row accounting.
+
+Truncation rule: when prompt + response + EOS exceed ``max_length``, only the task's
+``truncate_field`` (the long context: passage, context, premise, table...) is shortened, from its
+end (cut at a token's character offset, backed off to a word boundary, then re-rendered and
+re-checked). The question, the template text after the context, the chat-style suffix and the
+response are never cut. A row whose response alone does not fit, or that does not fit even with
+the context emptied (or that has no truncatable field), is a bad row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from datamodules.errors import BadRowError, RowProblem
+from datamodules.templates import eos_id, render_prompt
+
+if TYPE_CHECKING:
+    from datamodules.base import TaskDataModule
+
+_CHUNK = 1024  # rows tokenised per batch call
+
+
+@dataclass
+class RawRow:
+    """One raw row and where it came from (for error messages)."""
+
+    source: str
+    row: int
+    data: dict[str, Any]
+
+
+@dataclass
+class SplitStats:
+    """Counts for one processed split (kept as a plain dict in ``dm.stats[split]``)."""
+
+    split_rows: int = 0
+    rows: int = 0
+    examples: int = 0
+    truncated: int = 0
+    dropped: int = 0
+    dropped_by_field: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-serialisable)."""
+        return {
+            "split_rows": self.split_rows,
+            "rows": self.rows,
+            "examples": self.examples,
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+            "dropped_by_field": dict(self.dropped_by_field),
+        }
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for start in range(0, len(texts), _CHUNK):
+        chunk = texts[start : start + _CHUNK]
+        out.extend(tokenizer(chunk, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def _cut(text: str, end: int) -> str:
+    """``text[:end]``, backed off to the last whitespace when that cuts a word (<= 40 chars)."""
+    kept = text[:end]
+    if end < len(text) and not text[end].isspace():
+        space = max(kept.rfind(" "), kept.rfind("\n"))
+        if space > 0 and end - space <= 40:
+            kept = kept[:space]
+    return kept.rstrip()
+
+
+def fit_prompt(
+    dm: TaskDataModule, fields: dict[str, str], prompt_ids: list[int], n_response: int
+) -> tuple[list[int], bool]:
+    """Make ``prompt_ids + response`` fit ``max_length`` by shortening ``dm.truncate_field``.
+
+    Returns:
+        ``(prompt_ids, truncated)``.
+
+    Raises:
+        RowProblem: the response alone is too long, or the prompt cannot be shortened enough.
+    """
+    max_length = dm.hparams.max_length
+    excess = len(prompt_ids) + n_response - max_length
+    if excess <= 0:
+        return prompt_ids, False
+    if n_response >= max_length:
+        raise RowProblem(
+            dm.response_source,
+            f"the response has {n_response} tokens (with EOS), max_length is {max_length}",
+        )
+    name = dm.truncate_field
+    others = ", ".join(f for f in fields if f != name) or "prompt"
+    if name is None or not fields.get(name):
+        raise RowProblem(
+            others,
+            f"prompt ({len(prompt_ids)} tokens) + response ({n_response}) exceed max_length "
+            f"{max_length} and there is no (non-empty) context field to shorten",
+        )
+    tok, text = dm.tokenizer, fields[name]
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = enc["offset_mapping"]
+    keep = len(offsets) - excess
+    for _ in range(8):
+        if keep <= 0:
+            break
+        cut = fields | {name: _cut(text, offsets[keep - 1][1])}
+        prompt_ids = _tokenize(tok, [render_prompt(tok, dm.hparams.chat_style, dm.query(cut))])[0]
+        excess = len(prompt_ids) + n_response - max_length
+        if excess <= 0:
+            return prompt_ids, True
+        keep -= excess
+    raise RowProblem(
+        others,
+        f"does not fit max_length {max_length} even with {name!r} emptied "
+        f"(response {n_response} tokens)",
+    )
+
+
+def encode_rows(
+    dm: TaskDataModule, split: str, rows: list[RawRow], split_rows: int
+) -> tuple[list[dict[str, Any]], SplitStats]:
+    """Turn raw rows into examples (``prompt_ids``, ``response_ids``, ``targets``, ``index``...).
+
+    Args:
+        dm: the task datamodule (templates, hooks, tokenizer, hparams).
+        split: derived split name, for messages.
+        rows: the rows of the split (after grouping and subsetting).
+        split_rows: size of the full split, for the stats.
+
+    Returns:
+        ``(examples, stats)``; examples are re-indexed ``0..n-1`` after dropped rows.
+    """
+    stats = SplitStats(split_rows=split_rows, rows=len(rows))
+    policy = dm.hparams.on_bad_row
+
+    def bad(raw: RawRow, problem: RowProblem) -> None:
+        if policy != "skip":
+            raise BadRowError(dm.task, split, raw.source, raw.row, problem.field, problem.reason)
+        stats.dropped += 1
+        stats.dropped_by_field[problem.field] += 1
+
+    prepared: list[tuple[RawRow, dict[str, str], str, dict[str, Any]]] = []
+    for raw in rows:
+        try:
+            fields = dm.prompt_fields(raw.data)
+            response = dm.response(raw.data)
+            prepared.append((raw, fields, response, dm.targets(raw.data, response)))
+        except RowProblem as problem:
+            bad(raw, problem)
+
+    tok, style = dm.tokenizer, dm.hparams.chat_style
+    prompts = _tokenize(tok, [render_prompt(tok, style, dm.query(p[1])) for p in prepared])
+    responses = _tokenize(tok, [p[2] for p in prepared]) if dm.has_response else []
+    eos = eos_id(tok)
+    examples: list[dict[str, Any]] = []
+    for i, (raw, fields, _, targets) in enumerate(prepared):
+        response_ids = responses[i] + [eos] if dm.has_response else []
+        try:
+            prompt_ids, truncated = fit_prompt(dm, fields, prompts[i], len(response_ids))
+        except RowProblem as problem:
+            bad(raw, problem)
+            continue
+        stats.truncated += truncated
+        examples.append(
+            {
+                "index": len(examples),
+                "source": raw.source,
+                "row": raw.row,
+                "prompt_ids": prompt_ids,
+                "response_ids": response_ids,
+                "targets": targets,
+                "truncated": truncated,
+            }
+        )
+    stats.examples = len(examples)
+    return examples, stats

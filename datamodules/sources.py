@@ -1,0 +1,170 @@
+"""Where raw rows come from (a local folder or the hub) and how appendix B's splits are cut.
+
+Local layout: ``<data_dir>/<task>/<source split>.jsonl`` (or ``.jsonl.gz``), field names as on
+the Hugging Face hub (the layout of ``/work/shared/data``). ``data_dir`` is the datamodule
+argument, else the ``PARADE_DATA_DIR`` environment variable. When neither is set, the task's hub
+dataset is loaded with ``datasets.load_dataset`` (cached by ``datasets`` as usual); a hub dataset
+that still needs a loading script (unsupported since ``datasets`` 4) is retried from the hub's
+``refs/convert/parquet`` export.
+
+Split rules (``TaskDataModule.split_rule``), all deterministic in ``seed``:
+
+* ``halve_validation`` (RTE, COPA, BoolQ): train = original train; the original validation is
+  permuted with ``numpy.random.default_rng(seed)``; its first ``n // 2`` permuted rows are dev,
+  the rest test (RTE: 138 / 139).
+* ``train_holdout`` (SST-2, QNLI, ReCoRD, SQuAD, GSM8K, Alpaca): the original train is permuted
+  with ``default_rng(seed)``; the first ``holdout`` permuted rows are dev, the rest train; test is
+  the task's ``test_source`` split (validation, or test for GSM8K).
+* ``native`` (E2E, WikiSQL): train / validation / test as published.
+* ``predict_only`` (MT-Bench): one ``test`` split (also used by ``predict``).
+
+Rows of each derived split keep their original order (selected indices are sorted).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from datamodules.errors import DataSourceError, MissingSplitError
+
+SplitRule = Literal["halve_validation", "train_holdout", "native", "predict_only"]
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz")
+DATA_DIR_ENV = "PARADE_DATA_DIR"
+PARQUET_REVISION = "refs/convert/parquet"  # the hub's automatic parquet export
+_SUBSET_SALT = 7411  # separates the subset permutation from the split permutation
+
+
+def resolve_data_dir(data_dir: str | None) -> tuple[Path | None, str]:
+    """Return ``(folder or None, where it came from)`` from the argument or ``PARADE_DATA_DIR``."""
+    if data_dir:
+        return Path(data_dir).expanduser(), "the data_dir argument"
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser(), f"${DATA_DIR_ENV}"
+    return None, ""
+
+
+def local_file(root: Path, folder: str, source: str) -> Path | None:
+    """The first existing ``<root>/<folder>/<source>.jsonl[.gz]``, or None."""
+    for suffix in LOCAL_SUFFIXES:
+        path = root / folder / f"{source}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def missing_local_error(
+    task: str, split: str, root: Path, folder: str, source: str, origin: str, hub: str | None
+) -> MissingSplitError:
+    """Build the error for a source file that a needed split lacks."""
+    looked = " and ".join(str(root / folder / f"{source}{s}") for s in LOCAL_SUFFIXES)
+    hint = (
+        f", or unset data_dir/{DATA_DIR_ENV} to load the hub dataset {hub} instead"
+        if hub
+        else ""
+    )
+    return MissingSplitError(
+        f"{task}: split {split!r} needs the source split {source!r}, which is missing: looked "
+        f"for {looked} (data folder from {origin}). Put the file there{hint}."
+    )
+
+
+def load_local(path: Path, cache_dir: Path | None):
+    """Load a ``.jsonl[.gz]`` file with ``datasets.load_dataset("json")``."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(
+            "json",
+            data_files={"rows": str(path)},
+            split="rows",
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise DataSourceError(f"could not read {path}: {type(err).__name__}: {err}") from err
+
+
+def load_hub(task: str, split: str, hub_path: str | None, hub_name: str | None, source: str):
+    """Load one split of a hub dataset; fail with one message naming both data options."""
+    options = (
+        f"Either set data_dir (or ${DATA_DIR_ENV}) to a folder laid out as "
+        f"<dir>/{task}/<split>.jsonl[.gz] with the hub's field names (e.g. /work/shared/data)"
+    )
+    if hub_path is None:
+        raise DataSourceError(
+            f"{task}: split {split!r} has no data source: data_dir is not set and this task "
+            f"has no hub dataset. {options}."
+        )
+    import datasets
+
+    hub = f"{hub_path}" + (f" (config {hub_name})" if hub_name else "")
+    try:
+        try:
+            return datasets.load_dataset(hub_path, hub_name, split=source)
+        except RuntimeError as err:
+            if "scripts are no longer supported" not in str(err):
+                raise
+            # script-based hub datasets (datasets >= 4): use the hub's parquet conversion
+            return datasets.load_dataset(
+                hub_path, hub_name, split=source, revision=PARQUET_REVISION
+            )
+    except Exception as err:  # noqa: BLE001 - one message for every hub failure
+        raise DataSourceError(
+            f"{task}: split {split!r}: no data source reachable. data_dir is not set (neither "
+            f"the data_dir argument nor ${DATA_DIR_ENV}) and loading the hub dataset {hub}, "
+            f"split {source!r} failed ({type(err).__name__}: {err}). {options}, or allow hub "
+            "access (network, and HF_DATASETS_OFFLINE / HF_HUB_OFFLINE unset)."
+        ) from err
+
+
+def local_fingerprint(path: Path) -> str:
+    """A cheap identity of a local file: path, size and modification time."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def split_indices(
+    rule: SplitRule, split: str, n: int, seed: int, holdout: int, task: str = ""
+) -> list[int]:
+    """Row indices of the source split that make up ``split`` under ``rule`` (sorted).
+
+    Args:
+        rule: the task's split rule (see the module docstring).
+        split: ``train``, ``dev`` or ``test``.
+        n: number of rows in the source split the derived split is cut from.
+        seed: permutation seed.
+        holdout: dev size for ``train_holdout``.
+        task: task name, for error messages.
+    """
+    if rule == "halve_validation" and split in ("dev", "test"):
+        perm = np.random.default_rng(seed).permutation(n)
+        part = perm[: n // 2] if split == "dev" else perm[n // 2 :]
+        return sorted(int(i) for i in part)
+    if rule == "train_holdout" and split in ("train", "dev"):
+        if not 0 < holdout < n:
+            raise ValueError(
+                f"{task}: cannot hold out {holdout} dev rows from a train split of {n} rows"
+            )
+        perm = np.random.default_rng(seed).permutation(n)
+        part = perm[:holdout] if split == "dev" else perm[holdout:]
+        return sorted(int(i) for i in part)
+    return list(range(n))
+
+
+def subset_positions(n: int, limit: int | None, seed: int) -> list[int]:
+    """Deterministic subset of ``limit`` positions out of ``n`` (all when ``limit`` is None).
+
+    Uses a permutation seeded by ``(seed, salt)``, independent of the split permutation, and
+    returns the chosen positions sorted.
+    """
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 0:
+        raise ValueError(f"max_*_examples must be >= 0, got {limit}")
+    perm = np.random.default_rng([seed, _SUBSET_SALT]).permutation(n)
+    return sorted(int(i) for i in perm[:limit])

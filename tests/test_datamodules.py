@@ -1,0 +1,257 @@
+"""Unit tests of the TaskDataModule machinery on tiny fixtures (offline tokenizer, no hub)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import torch
+from datamodule_fixtures import (
+    decode,
+    llama2,
+    make_dm,
+    offline,
+    rte_rows,
+    sst2_rows,
+    write_jsonl,
+)
+
+import datamodules
+from datamodules import (
+    RTE,
+    SST2,
+    BoolQ,
+    DataSourceError,
+    MissingSplitError,
+    TaskDataModule,
+)
+from parade_lightning.backbones import load_tokenizer
+
+RTE_QUERY = (
+    "sentence 1: {}\nsentence 2: {}\n"
+    "Are sentence 1 and sentence 2 have entailment relation or not?"
+)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("tiny-llama")
+
+
+@pytest.fixture
+def rte_dir(tmp_path):
+    write_jsonl(tmp_path, "rte", "train", rte_rows(6, "t"))
+    write_jsonl(tmp_path, "rte", "validation", rte_rows(9, "v"))
+    return tmp_path
+
+
+def test_llama2_prompt_and_response_tokens(rte_dir, tok):
+    dm = make_dm(RTE, rte_dir, tok)
+    dm.setup("fit")
+    ex = dm.split_examples("train")[1]
+    assert decode(tok, ex["prompt_ids"]) == llama2(RTE_QUERY.format("t premise 1.", "hyp 1."))
+    assert ex["prompt_ids"][0] == tok.bos_token_id
+    assert decode(tok, ex["response_ids"]) == "not entailment</s>"
+    assert ex["response_ids"][-1] == tok.eos_token_id
+    assert ex["targets"] == {"text": "not entailment", "label_word": "not entailment", "label": 1}
+
+
+@pytest.mark.parametrize("style", ["plain", "tokenizer"])
+def test_other_chat_styles(rte_dir, tok, style):
+    dm = make_dm(RTE, rte_dir, tok, chat_style=style)
+    ex = dm.split_examples("train")[0]
+    query = RTE_QUERY.format("t premise 0.", "hyp 0.")
+    expected = f"{query}\n" if style == "plain" else f"<|user|>{query}</s><|assistant|>"
+    assert decode(tok, ex["prompt_ids"]) == expected
+    assert decode(tok, ex["response_ids"]) == "entailment</s>"
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batch_contract(rte_dir, tok, side):
+    dm = make_dm(RTE, rte_dir, tok, padding_side=side, batch_size=4, eval_batch_size=3)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    assert set(batch) == {
+        "input_ids", "attention_mask", "labels", "prompt_mask", "prompt_ids", "targets", "index"
+    }
+    assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
+    assert batch["labels"].dtype == torch.long and batch["prompt_mask"].dtype == torch.bool
+    assert batch["input_ids"].shape[0] == 3 and batch["index"] == [0, 1, 2]
+    examples = dm.split_examples("dev")
+    for i, ex in enumerate(examples[:3]):
+        seq = ex["prompt_ids"] + ex["response_ids"]
+        real = batch["attention_mask"][i].bool()
+        assert batch["input_ids"][i][real].tolist() == seq
+        if side == "right":
+            assert real[: len(seq)].all() and not real[len(seq) :].any()
+        else:
+            assert real[-len(seq) :].all() and not real[: -len(seq)].any()
+        labels = batch["labels"][i]
+        assert labels[labels != -100].tolist() == ex["response_ids"]
+        assert batch["input_ids"][i][batch["prompt_mask"][i]].tolist() == ex["prompt_ids"]
+        assert not (batch["prompt_mask"][i] & (labels != -100)).any()
+        assert batch["prompt_ids"][i] == ex["prompt_ids"]
+        assert batch["targets"][i]["text"] == ex["targets"]["text"]
+    pad = batch["attention_mask"] == 0
+    assert (batch["input_ids"][pad] == tok.pad_token_id).all()
+
+
+def test_predict_batch_is_prompt_only(rte_dir, tok):
+    dm = make_dm(RTE, rte_dir, tok, padding_side="left")
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    assert (batch["labels"] == -100).all()
+    for i, ids in enumerate(batch["prompt_ids"]):
+        real = batch["attention_mask"][i].bool()
+        assert batch["input_ids"][i][real].tolist() == ids
+        assert batch["prompt_mask"][i].tolist() == real.tolist()
+        assert decode(tok, ids).endswith("[/INST]")
+
+
+def test_truncation_keeps_question_and_response(tmp_path, tok):
+    passage = "word " * 300
+    rows = [{"question": "is it so?", "passage": passage, "label": 1, "idx": 0}]
+    write_jsonl(tmp_path, "boolq", "validation", rows * 2)
+    dm = make_dm(BoolQ, tmp_path, tok, max_length=200)
+    dm.setup("test")
+    ex = dm.split_examples("test")[0]
+    assert len(ex["prompt_ids"]) + len(ex["response_ids"]) <= 200
+    text = decode(tok, ex["prompt_ids"])
+    assert text.startswith(llama2("Reference document:\nword word")[:-len("[/INST]")])
+    assert text.endswith("word\nQuestion:\nis it so?[/INST]")
+    assert decode(tok, ex["response_ids"]) == "yes</s>"
+    assert ex["truncated"] and dm.stats["test"]["truncated"] == 1
+
+
+def test_response_too_long_raises_or_is_dropped(rte_dir, tok):
+    with pytest.raises(datamodules.BadRowError, match=r"rte.*'train'.*row 0.*'label'"):
+        make_dm(RTE, rte_dir, tok, max_length=10).setup("fit")
+    dm = make_dm(RTE, rte_dir, tok, max_length=10, on_bad_row="skip")
+    with pytest.warns(UserWarning, match="dropped"):
+        dm.setup("fit")
+    assert dm.stats["train"]["dropped"] == 6 and dm.stats["train"]["examples"] == 0
+
+
+def test_halve_validation_split_is_seeded(tmp_path, tok):
+    write_jsonl(tmp_path, "rte", "validation", rte_rows(41))
+
+    def rows(seed: int, split: str) -> list[int]:
+        dm = make_dm(RTE, tmp_path, tok, seed=seed)
+        return [ex["row"] for ex in dm.split_examples(split)]
+
+    dev, test = rows(1, "dev"), rows(1, "test")
+    assert len(dev) == 20 and len(test) == 21
+    assert sorted(dev + test) == list(range(41))
+    assert rows(1, "dev") == dev and rows(2, "dev") != dev
+
+
+def test_train_holdout_split_and_subsets(tmp_path, tok):
+    write_jsonl(tmp_path, "sst2", "train", sst2_rows(1030))
+    write_jsonl(tmp_path, "sst2", "validation", sst2_rows(7))
+    kw = {"max_train_examples": 5, "max_dev_examples": 4}
+    dm = make_dm(SST2, tmp_path, tok, **kw)
+    dm.setup(None)
+    assert {s: dm.stats[s]["split_rows"] for s in dm.stats} == {
+        "train": 30, "dev": 1000, "test": 7
+    }
+    assert len(dm.split_examples("train")) == 5 and len(dm.split_examples("dev")) == 4
+    assert len(dm.split_examples("test")) == 7
+    train_rows = [ex["row"] for ex in dm.split_examples("train")]
+    again = make_dm(SST2, tmp_path, tok, use_cache=False, **kw)
+    assert [ex["row"] for ex in again.split_examples("train")] == train_rows
+    other = make_dm(SST2, tmp_path, tok, seed=7, **kw)
+    assert [ex["row"] for ex in other.split_examples("train")] != train_rows
+
+
+def test_missing_split_only_when_needed(tmp_path, tok):
+    write_jsonl(tmp_path, "boolq", "validation", [
+        {"question": "q?", "passage": "p.", "label": 0, "idx": i} for i in range(4)
+    ])
+    dm = make_dm(BoolQ, tmp_path, tok)
+    dm.setup("test")
+    assert len(dm.split_examples("test")) == 2
+    with pytest.raises(MissingSplitError) as err:
+        dm.setup("fit")
+    message = str(err.value)
+    assert "boolq" in message and "'train'" in message
+    assert str(tmp_path / "boolq" / "train.jsonl") in message
+
+
+def test_no_source_names_both_options(tok):
+    dm = RTE(use_cache=False)
+    dm.tokenizer = tok
+    with pytest.raises(DataSourceError, match="PARADE_DATA_DIR") as err:
+        dm.setup("fit")
+    assert "nyu-mll/glue" in str(err.value) and "hub" in str(err.value)
+
+
+def test_env_data_dir_and_gzip(tmp_path, tok, monkeypatch):
+    path = tmp_path / "rte" / "validation.jsonl.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rte_rows(4))
+    monkeypatch.setenv("PARADE_DATA_DIR", str(tmp_path))
+    dm = RTE(cache_dir=str(tmp_path / "c"))
+    dm.tokenizer = tok
+    dm.setup("test")
+    assert len(dm.split_examples("test")) == 2
+
+
+def test_cache_is_reused_and_keyed(rte_dir, tok, monkeypatch):
+    first = make_dm(RTE, rte_dir, tok)
+    first.setup("fit")
+    calls = []
+    original = datamodules.encoding.encode_rows
+    monkeypatch.setattr(
+        datamodules.encoding, "encode_rows", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    second = make_dm(RTE, rte_dir, tok)
+    second.setup("fit")
+    assert not calls
+    assert second.split_examples("dev") == first.split_examples("dev")
+    assert second.stats == first.stats
+    make_dm(RTE, rte_dir, tok, max_length=1000).setup("fit")
+    assert len(calls) == 2  # another max_length is another cache entry (train and dev)
+
+
+def test_hparams_tokenizer_and_accumulation(monkeypatch):
+    dm = SST2(backbone="tiny-llama", batch_size=4)
+    assert dm.hparams.backbone == "tiny-llama" and dm.hparams.chat_style == "llama2"
+    assert dm.tokenizer.eos_token == "</s>"
+    assert dm.accumulate_grad_batches == 32 and RTE(batch_size=16).accumulate_grad_batches == 1
+    with pytest.raises(TypeError):
+        TaskDataModule()
+    with pytest.raises(ValueError, match="chat_style"):
+        RTE(chat_style="chatml")
+
+
+def test_train_loader_shuffles_deterministically(rte_dir, tok):
+    def order(seed: int) -> list[int]:
+        dm = make_dm(RTE, rte_dir, tok, seed=seed, batch_size=6)
+        return next(iter(dm.train_dataloader()))["index"]
+
+    assert order(3) == order(3) and sorted(order(3)) == list(range(6))
+
+
+def test_a_new_task_is_one_class(tmp_path, tok):
+    class MRPC(TaskDataModule):
+        task = "mrpc_test"
+        split_rule = "halve_validation"
+        template = "sentence 1: {sentence1}\nsentence 2: {sentence2}\nAre they paraphrases?"
+        truncate_field = "sentence1"
+        label_words = ("no", "yes")
+        metric = "accuracy"
+        max_new_tokens = 5
+
+    write_jsonl(tmp_path, "mrpc_test", "validation", rte_rows(4))
+    dm = make_dm(MRPC, tmp_path, tok)
+    dm.setup("validate")
+    ex = dm.dev_examples()[0]
+    assert decode(tok, ex["prompt_ids"]).endswith("Are they paraphrases?[/INST]")
+    assert ex["targets"]["label_word"] in ("no", "yes")
