@@ -4,10 +4,12 @@ Appendix C gives the prompt but not the format of ``[table_info]`` or ``[target]
 
 * ``[table_info]``: ``Columns: <header> (<type>) | ...`` then ``Rows:`` and one line per row,
   cells joined by `` | `` (rows come last, so truncation drops rows first);
-* ``[target]``: an executable SQLite query built from the hub's structured ``sql``, e.g.
-  ``SELECT COUNT("Player") FROM "table" WHERE "No." = 21 AND "School" = 'Duke'`` (identifiers in
-  double quotes, text literals in single quotes, numeric literals bare for ``real`` columns).
-  The hub's ``human_readable`` string is not valid SQL (unquoted values), hence this choice.
+* ``[target]``: an executable SQLite query built from the hub's structured ``sql`` by the
+  execution metric's renderer, e.g.
+  ``SELECT COUNT("Player") FROM "table" WHERE "No." = 21 AND "School" = 'Duke'`` (column names
+  as :func:`~parade_lightning.metrics.wikisql_column_names` makes them unique and non-empty,
+  text literals quoted, numbers bare for ``real`` columns). The hub's ``human_readable``
+  string is not valid SQL (unquoted values), hence this choice.
 """
 
 from __future__ import annotations
@@ -16,70 +18,31 @@ from typing import Any
 
 from datamodules.base import TaskDataModule
 from datamodules.errors import RowProblem
-
-AGG_OPS: tuple[str, ...] = ("", "MAX", "MIN", "COUNT", "SUM", "AVG")
-COND_OPS: tuple[str, ...] = ("=", ">", "<", "OP")
-TABLE_NAME = "table"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: Any, column_type: str) -> str:
-    text = str(value).strip()
-    if column_type == "real":
-        try:
-            float(text)
-            return text
-        except ValueError:
-            pass
-    return "'" + text.replace("'", "''") + "'"
-
+from parade_lightning.metrics import render_wikisql_query, wikisql_column_names
 
 def wikisql_to_sql(sql: dict[str, Any], table: dict[str, Any]) -> str:
-    """Render the hub's structured WikiSQL query as SQLite over a table named ``"table"``.
+    """The training target: the metric's own rendering of the structured query.
 
-    Args:
-        sql: ``{"sel": int, "agg": int, "conds": {"column_index", "operator_index",
-            "condition"}}`` (hub format).
-        table: ``{"header": [...], "types": [...], ...}`` (hub format).
+    Using :func:`parade_lightning.metrics.render_wikisql_query` keeps the response the model
+    learns identical to the gold query the execution metric runs (same column names, same
+    numeric parsing of ``real`` columns).
 
     Raises:
         RowProblem: an index is out of range or a field is malformed.
     """
-    header = table.get("header")
-    if not isinstance(header, list) or not header:
+    if not isinstance(table.get("header"), list) or not table["header"]:
         raise RowProblem("table", "missing or empty 'header'")
-    types = list(table.get("types") or ["text"] * len(header))
     try:
-        column = _ident(str(header[sql["sel"]]))
-        agg = AGG_OPS[sql["agg"]]
-        conds = sql.get("conds") or {}
-        triples = list(
-            zip(
-                conds.get("column_index", []),
-                conds.get("operator_index", []),
-                conds.get("condition", []),
-                strict=True,
-            )
-        )
-        where = [
-            f"{_ident(str(header[c]))} {COND_OPS[o]} {_literal(v, types[c])}"
-            for c, o, v in triples
-        ]
+        return render_wikisql_query(sql, table)
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise RowProblem(
             "sql", f"malformed structured query ({type(err).__name__}: {err})"
         ) from err
-    select = f"{agg}({column})" if agg else column
-    query = f"SELECT {select} FROM {_ident(TABLE_NAME)}"
-    return query + (" WHERE " + " AND ".join(where) if where else "")
 
 
 def table_info(table: dict[str, Any]) -> str:
     """``Columns: ...`` line and one line per table row (see the module docstring)."""
-    header = [str(h) for h in table.get("header") or []]
+    header = wikisql_column_names(table) if table.get("header") else []
     types = list(table.get("types") or ["text"] * len(header))
     columns = " | ".join(f"{h} ({t})" for h, t in zip(header, types, strict=False))
     rows = ["Rows:"] + [" | ".join(str(c) for c in row) for row in table.get("rows") or []]

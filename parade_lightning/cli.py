@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 import methods  # noqa: F401  (registers the built-in methods for short class names)
 from datamodules import TaskDataModule
@@ -33,6 +34,9 @@ class ParadeCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        if "test" not in getattr(self.datamodule, "available_splits", lambda: ("test",))():
+            rank_zero_info(f"test_after_fit: {type(self.datamodule).__name__} has no test split")
             return
         checkpoint = self.trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
