@@ -21,11 +21,15 @@ def test_every_task_has_a_yaml():
 @pytest.mark.parametrize("path", YAMLS, ids=[p.stem for p in YAMLS])
 def test_task_yaml_parses(path):
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) == {"data"}
+    assert set(raw) <= {"data", "trainer"}
     assert "backbone" not in raw["data"].get("init_args", {})  # linked from model.backbone
+    if "trainer" in raw:  # batch-128 tasks: accumulation and the eval period in micro-batches
+        accumulate = raw["trainer"]["accumulate_grad_batches"]
+        assert raw["trainer"]["val_check_interval"] == 200 * accumulate
+        assert accumulate * raw["data"]["init_args"]["batch_size"] == D.TASKS[path.stem].paper_batch_size
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(D.TaskDataModule, "data")
-    cfg = parser.parse_path(str(path))
+    cfg = parser.parse_object({"data": raw["data"]})
     dm = parser.instantiate(cfg).data
     assert type(dm) is D.TASKS[path.stem]
     assert dm.hparams.backbone == "smollm2-135m"
