@@ -12,6 +12,7 @@ Methods and datamodules are chosen by ``class_path`` (``methods.Parade`` or just
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
@@ -31,6 +32,30 @@ class ParadeCLI(LightningCLI):
             help="fit only: afterwards run `test` with the best checkpoint (else the last "
                  "weights), writing predictions.jsonl and metrics.json (appendix E protocol)",
         )
+
+    def before_instantiate_classes(self) -> None:
+        """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt.
+
+        Lightning resolves ``last`` inside the *current* logger version, and every new
+        invocation would otherwise open a fresh ``version_N``; pointing the logger at the newest
+        version with ``checkpoints/last.ckpt`` makes the documented resume command work.
+        """
+        config = self.config.get(self.subcommand)
+        if self.subcommand != "fit" or config is None or config.get("ckpt_path") != "last":
+            return
+        logger = config.trainer.get("logger")
+        init = getattr(logger, "init_args", None) if logger not in (None, True, False) else None
+        if init is None or not str(getattr(logger, "class_path", "")).endswith(
+            "TensorBoardLogger") or init.get("version") is not None:
+            return
+        root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
+        versions = sorted(
+            int(p.name.removeprefix("version_")) for p in root.glob("version_*")
+            if p.name.removeprefix("version_").isdigit() and (p / "checkpoints/last.ckpt").is_file()
+        )
+        if versions:
+            init.version = versions[-1]
+            rank_zero_info(f"resuming from {root}/version_{versions[-1]}/checkpoints/last.ckpt")
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):

@@ -93,6 +93,9 @@ def test_resume_with_ckpt_path_last(tmp_path):
     last = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
     second = build_cli(["fit", *args, "--trainer.max_steps", "6", "--ckpt_path", str(last)])
     assert second.trainer.global_step == 6
+    third = build_cli(["fit", *args, "--trainer.max_steps", "8", "--ckpt_path", "last"])
+    assert third.trainer.global_step == 8  # `last` found in the newest run folder
+    assert third.trainer.log_dir == second.trainer.log_dir
 
 
 def test_print_config_and_rerun_do_not_fail(tmp_path, capsys):
