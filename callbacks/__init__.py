@@ -12,6 +12,7 @@ from callbacks.parade_diagnostics import ParadeDiagnostics, parade_statistics
 from callbacks.test_report import TestReport
 
 __all__ = [
-    "DevGenerationEval", "MTBenchWriter", "ParameterBudgetReport", "ParadeDiagnostics", "TestReport",
+    "DevGenerationEval", "MTBenchWriter", "ParameterBudgetReport", "ParadeDiagnostics",
+    "TestReport",
     "parade_statistics",
 ]

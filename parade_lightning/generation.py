@@ -62,7 +62,9 @@ def generate(
         prompt, consecutively.
     """
     ids = _to_ids(tokenizer, prompts)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id
     generate_kwargs.setdefault("pad_token_id", pad_id)
     generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
     if not generate_kwargs.get("do_sample"):
@@ -82,7 +84,8 @@ def generate(
             input_ids, mask = left_pad(ids[start : start + batch_size], pad_id, device)
             out = model.generate(input_ids=input_ids, attention_mask=mask, **generate_kwargs)
             new_tokens = out[:, input_ids.shape[1]:]  # (B * num_return_sequences, new)
-            texts += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts += [t.strip() for t in decoded]
     finally:
         model.train(was_training)
     return texts

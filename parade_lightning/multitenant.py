@@ -116,7 +116,9 @@ class MultiTenantModel:
         if unknown:
             raise KeyError(f"unknown tenants {unknown}; registered: {known}")
         index = torch.tensor([known.index(t) for t in tenants]).repeat_interleave(expand)
-        return {k: bank.index_select(0, index.to(bank.device)) for k, bank in self._stacked().items()}
+        return {
+            k: bank.index_select(0, index.to(bank.device)) for k, bank in self._stacked().items()
+        }
 
     @torch.no_grad()
     def generate(

@@ -29,7 +29,8 @@ def write_rte(folder: Path, n_train: int = 24, n_val: int = 12) -> Path:
 def cli_args(tmp_path: Path, *extra: str) -> list[str]:
     data = write_rte(tmp_path / "data")
     return [
-        "--config", str(ROOT / "configs/base.yaml"), "--config", str(ROOT / "configs/tasks/rte.yaml"),
+        "--config", str(ROOT / "configs/base.yaml"),
+        "--config", str(ROOT / "configs/tasks/rte.yaml"),
         "--model.backbone", "tiny-llama", "--data.data_dir", str(data),
         "--data.batch_size", "4", "--data.cache_dir", str(tmp_path / "cache"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),

@@ -26,7 +26,8 @@ def test_task_yaml_parses(path):
     if "trainer" in raw:  # batch-128 tasks: accumulation and the eval period in micro-batches
         accumulate = raw["trainer"]["accumulate_grad_batches"]
         assert raw["trainer"]["val_check_interval"] == 200 * accumulate
-        assert accumulate * raw["data"]["init_args"]["batch_size"] == D.TASKS[path.stem].paper_batch_size
+        micro = raw["data"]["init_args"]["batch_size"]
+        assert accumulate * micro == D.TASKS[path.stem].paper_batch_size
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(D.TaskDataModule, "data")
     cfg = parser.parse_object({"data": raw["data"]})

@@ -79,7 +79,8 @@ def test_zero_up_projection_equals_ia3_with_the_bias(arch):
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for layer in layers:
-            layer.generator.up.bias.copy_(0.5 + torch.rand(layer.generator.up.bias.shape, generator=g))
+            bias = layer.generator.up.bias
+            bias.copy_(0.5 + torch.rand(bias.shape, generator=g))
         for _, adapter in ia3_method.adapters(ia3):
             layer = layers[adapter.layer]
             bias = dict(zip(layer.roles, layer.generator.up.bias.split(layer.widths), strict=True))
@@ -114,7 +115,8 @@ def test_padding_and_response_tokens_never_change_the_vectors(arch, variant):
 @pytest.mark.parametrize("variant", [Parade, Parade2, Parade3, Parade4])
 def test_gradients_reach_every_generator_parameter(arch, variant):
     model, _ = tiny(arch)
-    targets = {"targets": ("q", "k", "v", "u")} if variant is Parade3 and arch != "tiny-llama" else {}
+    no_gate = variant is Parade3 and arch != "tiny-llama"
+    targets = {"targets": ("q", "k", "v", "u")} if no_gate else {}
     method = variant(**targets)
     method.attach(model)
     perturb(model, scale=0.1)  # W_up = 0 at init blocks the gradient to W_down and the pooler
@@ -232,7 +234,8 @@ def test_generate_makes_vectors_once_and_is_batch_invariant(arch):
     prompts = ["The quick brown fox", "Hi", "A longer prompt about PARADE"]
     together = generate(model, tokenizer, prompts, max_new_tokens=6, min_new_tokens=6)
     assert len(calls) == len(Parade.layers(model))  # one prefill, no call at decode steps
-    alone = [generate(model, tokenizer, [p], max_new_tokens=6, min_new_tokens=6)[0] for p in prompts]
+    alone = [generate(model, tokenizer, [p], max_new_tokens=6, min_new_tokens=6)[0]
+             for p in prompts]
     assert together == alone
     calls.clear()
     beams = generate(model, tokenizer, prompts, max_new_tokens=4, num_beams=3,
