@@ -36,7 +36,22 @@ def check_mask(mask: torch.Tensor) -> None:
         raise ValueError(f"PARADE: rows {rows} have no prompt token to pool over")
 
 
-class CapsulePooler(nn.Module):
+class _Capsules(nn.Module):
+    """``K`` output capsules of width ``r/K`` with their prediction weights ``W_k^cap``."""
+
+    def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        if rank % num_capsules:
+            raise ValueError(
+                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
+            )
+        self.num_capsules, self.capsule_dim = num_capsules, rank // num_capsules
+        self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))  # W_k^cap
+        uniform_with_std(self.weight, init_std)
+        self.last_attention: torch.Tensor | None = None  # (B, T, K), for diagnostics
+
+
+class CapsulePooler(_Capsules):
     """Attentional capsule pooler (eqs. 7-10) with ``K`` output capsules of width ``r/K``.
 
     ``m_{j→k} = h'_j W_k`` (eq. 7); initial logits ``m_{j,k} = v_kᵀ h'_j`` and
@@ -47,17 +62,9 @@ class CapsulePooler(nn.Module):
     """
 
     def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
-        super().__init__()
-        if rank % num_capsules:
-            raise ValueError(
-                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
-            )
-        self.num_capsules, self.capsule_dim = num_capsules, rank // num_capsules
-        self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))  # W_k^cap
+        super().__init__(rank, num_capsules, init_std)
         self.query = nn.Parameter(torch.empty(num_capsules, rank))  # v_k
-        uniform_with_std(self.weight, init_std)
         uniform_with_std(self.query, init_std)
-        self.last_attention: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_mask(mask)
@@ -73,24 +80,13 @@ class CapsulePooler(nn.Module):
         return c.flatten(1)  # (B, r)
 
 
-class RoutingPooler(nn.Module):
+class RoutingPooler(_Capsules):
     """PARADE-2: dynamic routing with routing logits starting at zero and one iteration.
 
     Coupling coefficients are a softmax over the *output capsules* of the routing logits
     (uniform ``1/K`` at zero); ``s_k = Σ_j c_{j,k} m_{j→k}``, ``c_k = squash(s_k)``. With a single
     iteration the logit update that would follow does not influence the output.
     """
-
-    def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
-        super().__init__()
-        if rank % num_capsules:
-            raise ValueError(
-                f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
-            )
-        self.num_capsules, self.capsule_dim = num_capsules, rank // num_capsules
-        self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))
-        uniform_with_std(self.weight, init_std)
-        self.last_attention: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_mask(mask)
