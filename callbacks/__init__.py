@@ -9,10 +9,10 @@ from callbacks.budget import ParameterBudgetReport
 from callbacks.generation_eval import DevGenerationEval
 from callbacks.mt_bench import MTBenchWriter
 from callbacks.parade_diagnostics import ParadeDiagnostics, parade_statistics
-from callbacks.test_report import TestReport
+from callbacks.test_report import PredictionWriter, TestReport
 
 __all__ = [
     "DevGenerationEval", "MTBenchWriter", "ParameterBudgetReport", "ParadeDiagnostics",
-    "TestReport",
+    "PredictionWriter", "TestReport",
     "parade_statistics",
 ]

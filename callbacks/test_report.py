@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from parade_lightning.budget import parameter_budget
@@ -58,6 +59,29 @@ class TestReport(L.Callback):
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         rank_zero_info(f"test {results['metric']} = {results['value']:.4f} -> {out}/metrics.json")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``parade predict``: write every generation to ``predictions.jsonl`` (one row a line).
+
+    Args:
+        output_dir: where to write (None: the trainer's log dir).
+        filename: the file's name.
+    """
+
+    def __init__(self, output_dir: str | None = None,
+                 filename: str = "predictions.jsonl") -> None:
+        super().__init__(write_interval="epoch")
+        self.output_dir, self.filename = output_dir, filename
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / self.filename).open("w") as f:
+            for batch in predictions:
+                for row in batch:
+                    f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        rank_zero_info(f"predictions -> {out / self.filename}")
 
 
 def _float(value) -> float | None:

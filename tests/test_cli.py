@@ -136,3 +136,13 @@ def test_unknown_method_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_cli(["fit", *cli_args(tmp_path), "--model.method", "NoSuchMethod"])
     assert "NoSuchMethod" in capsys.readouterr().err
+
+
+def test_predict_writes_predictions(tmp_path):
+    args = cli_args(tmp_path, "--config", str(ROOT / "configs/methods/ia3.yaml"),
+                    "--test_after_fit", "false", "--trainer.max_steps", "2")
+    fit = build_cli(["fit", *args])
+    ckpt = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    cli = build_cli(["predict", *args, "--ckpt_path", str(ckpt)])
+    rows = (Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 6 and "prediction" in json.loads(rows[0])
