@@ -91,3 +91,29 @@ def test_short_real_fit_lowers_training_loss(smollm2, method):
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
     assert all(p.dtype == torch.float32 for p in params)
+
+
+def test_parade_rte_config_runs_on_real_rows(tmp_path):
+    """`parade fit --config configs/parade_rte.yaml` on real RTE rows, offline (sizes cut)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from parade_lightning.cli import build_cli
+
+    root = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("PARADE_DATA_DIR") or root.parent / "shared" / "data")
+    if not (data / "rte" / "train.jsonl").is_file():
+        pytest.skip(f"no RTE data: set PARADE_DATA_DIR (looked at {data})")
+    cli = build_cli([
+        "fit", "--config", str(root / "configs/parade_rte.yaml"),
+        "--config", str(root / "configs/cpu_quick.yaml"),
+        "--data.init_args.data_dir", str(data), "--data.init_args.cache_dir", str(tmp_path / "c"),
+        "--data.init_args.max_train_examples", "16", "--data.init_args.max_dev_examples", "4",
+        "--data.init_args.max_test_examples", "4", "--trainer.max_steps", "2",
+        "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+    ])
+    metrics = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
+    assert metrics["task"] == "rte" and metrics["num_examples"] == 4
+    assert metrics["backbone"] == "smollm2-135m" and cli.trainer.global_step == 2
