@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (inference and training) writing JSON + Markdown results."""
