@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod
+from methods.base import AdapterModule, PeftMethod, rescale
 from parade_lightning.architectures import Site, find_sites, sites_by_module
 
 
@@ -50,6 +50,7 @@ class IA3Adapter(AdapterModule):
                 seed = torch.randn(dim, device=device) / dim**0.5
                 self.z[site.role] = nn.Parameter(seed)
                 self.P[site.role] = nn.Parameter(torch.zeros(dim, width, device=device))
+        self._cached: tuple[list, torch.Tensor, list[int]] | None = None
         if feedforward:
             self.hook_input(host.module, self._scale_input)
         else:
@@ -63,7 +64,30 @@ class IA3Adapter(AdapterModule):
         return 1.0 + (z @ self.P[role]).squeeze(-2)  # (..., width)
 
     def scale(self) -> torch.Tensor:
-        """The vector over all of the host's output (or input) channels, ones where untargeted."""
+        """The vector over all of the host's output (or input) channels, ones where untargeted.
+
+        Without autograd the result is cached until a parameter changes (version counter) or
+        is swapped (multi-tenant rows): decode steps then skip ``1 + z P`` and the scatter.
+        """
+        if torch.is_grad_enabled():
+            return self._scale()
+        tensors = self._vectors_parameters()
+        versions = [t._version for t in tensors]
+        cached = self._cached
+        # identity, not id(): the cache holds the tensors, so a freed tensor's address can
+        # never be mistaken for a new one (multi-tenant batches swap in fresh tensors)
+        if cached is None or cached[2] != versions or any(
+            a is not b for a, b in zip(cached[0], tensors, strict=True)
+        ):
+            self._cached = cached = (tensors, self._scale(), versions)
+        return cached[1]
+
+    def _vectors_parameters(self) -> list[torch.Tensor]:
+        if self.dim is None:
+            return [self.l[role] for role in self.roles]
+        return [t for role in self.roles for t in (self.z[role], self.P[role])]
+
+    def _scale(self) -> torch.Tensor:
         if len(self.roles) == 1 and self.channels(self.roles[0]) is None:
             return self.vector(self.roles[0])
         vectors = [self.vector(role) for role in self.roles]  # each (..., width)
@@ -74,10 +98,10 @@ class IA3Adapter(AdapterModule):
 
     def _scale_output(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
         # (out,) broadcasts over (B, T, out); per-row (B, out) vectors become (B, 1, out)
-        return out * self.scale().unsqueeze(-2).to(out.dtype)
+        return rescale(out, self.scale().unsqueeze(-2))
 
     def _scale_input(self, module: nn.Module, args: tuple) -> tuple:
-        x = args[0]
+        x = args[0]  # the caller's tensor (the FFN activation): never scaled in place
         return (x * self.scale().unsqueeze(-2).to(x.dtype), *args[1:])
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod, uniform_with_std
+from methods.base import AdapterModule, PeftMethod, rescale, uniform_with_std
 from methods.poolers import POOLERS
 from parade_lightning.architectures import (
     Site,
@@ -152,7 +152,7 @@ class ParadeLayer(AdapterModule):
                 f"PARADE: vectors were made for {scale.shape[0]} rows at prefill but this "
                 f"step has {out.shape[0]}; run the prefill through this model"
             )
-        return out * scale.to(out.dtype)
+        return rescale(out, scale)
 
     def vectors_by_role(self) -> dict[str, torch.Tensor]:
         """The last generated vectors split per role: ``{role: (B, width)}``."""

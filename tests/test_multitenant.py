@@ -75,3 +75,22 @@ def test_bad_tenants_are_refused_without_harm(tmp_path):
         served.add_tenant("broken", wrong)
     assert served.tenants == ["good"]
     assert served.generate(PROMPTS[:1], tenants=["good"], **GEN) == before
+
+
+def test_ia3_scale_cache_follows_parameter_updates_and_swaps():
+    """The no-grad cache of (IA)³ vectors never serves stale values."""
+    model, _ = tiny("tiny-llama")
+    method = IA3()
+    method.attach(model)
+    ids = torch.randint(3, 250, (2, 6))
+    with torch.no_grad():
+        first = model(input_ids=ids).logits
+        perturb(model)  # in-place update: version counters move
+        second = model(input_ids=ids).logits
+        assert not torch.equal(first, second)
+        plain, _ = tiny("tiny-llama")
+        method2 = IA3()
+        method2.attach(plain)
+        method2.load_adapter_state_dict(plain, method.adapter_state_dict(model))
+        with torch.enable_grad():
+            assert torch.equal(plain(input_ids=ids).logits, second)
