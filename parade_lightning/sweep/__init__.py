@@ -1,0 +1,24 @@
+"""Sweeps: grids of ordinary ``parade fit`` runs, resumable, with reports in the paper's layouts.
+
+    parade sweep plan    --config sweeps/cpu_smollm2.yaml    # list the runs
+    parade sweep run     --config sweeps/cpu_smollm2.yaml    # run what is not done yet
+    parade sweep run     --config sweeps/table1.yaml --backend slurm   # SLURM job array
+    parade sweep report  --config sweeps/cpu_smollm2.yaml    # tables + figure
+
+Modules: :mod:`~parade_lightning.sweep.spec` (the sweep file), :mod:`~.plan` (runs and their
+commands), :mod:`~.budget` (budget matching), :mod:`~.state` and :mod:`~.runner` (resumable
+execution), :mod:`~.report` and :mod:`~.render` (tables, figure), :mod:`~.slurm` (job arrays),
+:mod:`~.faults` (fault injection for the tests). See ``docs/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+
+def main(argv: list[str]) -> None:
+    """``parade sweep …`` (``argv`` without the leading ``sweep``); see :mod:`.cli`."""
+    from parade_lightning.sweep.cli import main as cli_main
+
+    cli_main(argv)
+
+
+__all__ = ["main"]

