@@ -11,6 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from datamodule_fixtures import offline_data, tok  # noqa: E402, F401  (shared fixtures)
+
 from methods import IA3, LoRA, PaperIA3, Parade, Parade1, Parade2, Parade3, Parade4  # noqa: E402
 from parade_lightning.backbones import load_backbone  # noqa: E402
 

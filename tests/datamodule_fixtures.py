@@ -26,6 +26,20 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PARADE_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def offline_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fixture form of :func:`offline` (modules use it with ``pytestmark``)."""
+    offline(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """The tiny offline byte-level tokenizer of ``tiny-llama``."""
+    from parade_lightning.backbones import load_tokenizer
+
+    return load_tokenizer("tiny-llama")
+
+
 def write_jsonl(root: Path, task: str, split: str, rows: list[dict[str, Any]]) -> Path:
     """Write ``<root>/<task>/<split>.jsonl`` and return its path."""
     path = root / task / f"{split}.jsonl"

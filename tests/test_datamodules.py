@@ -11,7 +11,6 @@ from datamodule_fixtures import (
     decode,
     llama2,
     make_dm,
-    offline,
     rte_rows,
     sst2_rows,
     write_jsonl,
@@ -26,7 +25,6 @@ from datamodules import (
     MissingSplitError,
     TaskDataModule,
 )
-from parade_lightning.backbones import load_tokenizer
 
 RTE_QUERY = (
     "sentence 1: {}\nsentence 2: {}\n"
@@ -34,14 +32,7 @@ RTE_QUERY = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    offline(monkeypatch, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer("tiny-llama")
+pytestmark = pytest.mark.usefixtures("offline_data")
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from datamodule_fixtures import decode, llama2, make_dm, offline, write_jsonl
+from datamodule_fixtures import decode, llama2, make_dm, write_jsonl
 
 import datamodules as D
 from datamodules.generation import gsm8k_answer_number
 from datamodules.wikisql import wikisql_to_sql
-from parade_lightning.backbones import load_tokenizer
 
 NLI = "Are sentence 1 and sentence 2 have entailment relation or not?"
 TABLE = {
@@ -69,14 +68,7 @@ CASES = [  # (class, source split, row, stage, split, query, response, targets s
 ]
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    offline(monkeypatch, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer("tiny-llama")
+pytestmark = pytest.mark.usefixtures("offline_data")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0].task for c in CASES])
