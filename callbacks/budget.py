@@ -28,11 +28,20 @@ class ParameterBudgetReport(L.Callback):
         budget = parameter_budget(pl_module.model)
         table = budget.table(per_layer=self.per_layer)
         rank_zero_info(f"Parameter budget\n{table}")
+        numbers = {"budget/trainable": budget.trainable, "budget/total": budget.total,
+                   "budget/percent": budget.percent}
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("budget", table, global_step=0)
-            logger.log_metrics({"budget/trainable": budget.trainable,
-                                "budget/percent": budget.percent}, step=0)
+                # One HPARAMS entry per run: the run's hyper-parameters with the budget as its
+                # metrics, so runs can be compared by size (base.yaml turns off Lightning's
+                # placeholder ``hp_metric``). Also lands in the run's hparams.yaml.
+                params = dict(pl_module.hparams)
+                if trainer.datamodule is not None:
+                    params.update(getattr(trainer.datamodule, "hparams", {}))
+                logger.log_hyperparams({**params, **numbers}, metrics=numbers, step=0)
+            else:
+                logger.log_metrics(numbers, step=0)
         out = Path(trainer.log_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / self.filename).write_text(json.dumps(budget.to_dict(), indent=2))

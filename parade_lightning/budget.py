@@ -40,7 +40,12 @@ class Budget:
         }
 
     def table(self, per_layer: bool = False) -> str:
-        """A Markdown table: totals, then the breakdown per group and per role."""
+        """A Markdown table: totals, the breakdown per group and per role, then per layer.
+
+        Args:
+            per_layer: one row per layer; otherwise one row with the per-layer count (or
+                its range when layers differ).
+        """
         lines = [
             f"| {self.method} | parameters |", "|---|---:|",
             f"| trainable | {self.trainable:,} |", f"| total | {self.total:,} |",
@@ -50,6 +55,10 @@ class Budget:
         lines += [f"| role `{k}` | {v:,} |" for k, v in self.by_role.items()]
         if per_layer:
             lines += [f"| layer {k} | {v:,} |" for k, v in self.by_layer.items()]
+        elif self.by_layer:
+            counts = sorted(self.by_layer.values())
+            each = f"{counts[0]:,}" if counts[0] == counts[-1] else f"{counts[0]:,}–{counts[-1]:,}"
+            lines.append(f"| per layer ({len(counts)} layers) | {each} |")
         return "\n".join(lines)
 
 

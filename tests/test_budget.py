@@ -68,3 +68,5 @@ def test_parade1_has_no_pooler_parameters():
 def test_budget_table_mentions_groups():
     text = budget(Parade()).table(per_layer=True)
     assert "W_up" in text and "layer 31" in text and "9,566,208" in text
+    short = budget(Parade()).table()
+    assert "layer 31" not in short and "| per layer (32 layers) | 298,944 |" in short

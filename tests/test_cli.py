@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -51,6 +52,17 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     return found
 
 
+def hparams_tags(run_dir: Path) -> set[str]:
+    """Tags of TensorBoard's HPARAMS plugin in the run's event files."""
+    found: set[str] = set()
+    for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file))
+        acc.Reload()
+        with contextlib.suppress(KeyError):  # KeyError: no HPARAMS entry in this file
+            found.update(acc.PluginTagToContent("hparams"))
+    return found
+
+
 @pytest.mark.parametrize("method", ["parade", "lora", "ia3"])
 def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     # min_delta larger than any possible improvement: the 2nd evaluation counts as "no better",
@@ -77,6 +89,9 @@ def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     for tag in ("train/loss", "train/lr", "val/loss", "val/accuracy", "test/accuracy",
                 "budget/trainable"):
         assert tag in tags, (tag, sorted(tags))
+    assert "_hparams_/session_start_info" in hparams_tags(run_dir) and "hp_metric" not in tags
+    hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
+    assert hparams["budget/trainable"] == budget["trainable"] and "lr" in hparams
     if method == "parade":
         assert "parade/l_q_mean" in tags and "parade/pool_entropy" in tags
     ckpt = torch.load(metrics["ckpt_path"], weights_only=False)
