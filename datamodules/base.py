@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -24,6 +23,7 @@ from datamodules import spec as spec_module
 from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
 from datamodules.errors import StageNotSupportedError
+from datamodules.resume import EpochShuffleSampler, ResumableDataLoader
 from datamodules.spec import TaskSpec
 from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id, render_prompt
 
@@ -100,6 +100,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         self._tokenizer = None
         self._sources: dict[str, tuple[Any, str]] = {}
         self._examples: dict[str, list[dict[str, Any]]] = {}
+        self._train_resume: dict[str, int] = {}  # restored train position (datamodules/resume.py)
         self.stats: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ properties
@@ -270,17 +271,41 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
     def _loader(self, split: str, train: bool = False, prompt_only: bool = False) -> DataLoader:
         self._check_split(split)
         examples = self._load(split)
-        generator = torch.Generator().manual_seed(self.hparams.seed) if train else None
         workers = self.hparams.num_workers
-        return DataLoader(
+        loader = (ResumableDataLoader if train else DataLoader)(
             ExampleDataset(examples),
             batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
-            shuffle=train,
-            generator=generator,
+            sampler=EpochShuffleSampler(len(examples), self.hparams.seed) if train else None,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=Collator(pad_id(self.tokenizer), self.hparams.padding_side, prompt_only),
         )
+        if train:
+            loader.position = self._train_position
+            loader.load_state_dict(self._train_resume)
+        return loader
+
+    def _train_position(self) -> tuple[int, int] | None:
+        """(epoch, batches trained in it) of the attached trainer, for mid-epoch resumes."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def state_dict(self) -> dict[str, Any]:
+        """The train loader's position, saved in checkpoints so a resume continues mid-epoch.
+
+        Lightning also checkpoints the (stateful) loader itself, but restores it only when the
+        train loader is first built after the restore; ``estimated_stepping_batches`` (the
+        linear schedule's length) builds it before, so the datamodule carries the position.
+        """
+        where = self._train_position()
+        if where is None:
+            return {}
+        return {"epoch": where[0], "batches": where[1], "batch_size": self.hparams.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_resume = dict(state_dict)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled train split (micro-batches of ``batch_size``)."""

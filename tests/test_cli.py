@@ -6,6 +6,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -112,6 +113,35 @@ def test_resume_with_ckpt_path_last(tmp_path):
     third = build_cli(["fit", *args, "--trainer.max_steps", "8", "--ckpt_path", "last"])
     assert third.trainer.global_step == 8  # `last` found in the newest run folder
     assert third.trainer.log_dir == second.trainer.log_dir
+
+
+class Crash(L.Callback):
+    """Simulates a killed run: raises when a given step is about to start."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_mid_epoch_equals_the_uninterrupted_run(tmp_path):
+    # 24 rows / batch 4 = 6 batches an epoch: the crash at step 4 is mid-epoch 0 and the
+    # resumed run crosses into epoch 1. Same batches, optimizer and schedule -> same weights.
+    a, b = (cli_args(tmp_path / f, "--test_after_fit", "false", "--trainer.max_steps", "9")
+            for f in ("a", "b"))
+    straight = build_cli(["fit", *a])
+    crashed = build_cli(b, run=False)
+    crashed.trainer.callbacks.append(Crash(at_step=4))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashed.trainer.fit(crashed.model, datamodule=crashed.datamodule)
+    resumed = build_cli(["fit", *b, "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 9
+    ours, theirs = resumed.model.state_dict(), straight.model.state_dict()
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for name, value in theirs.items():
+        assert torch.equal(ours[name], value), name
 
 
 def test_print_config_and_rerun_do_not_fail(tmp_path, capsys):

@@ -25,6 +25,7 @@ from datamodules import (
     MissingSplitError,
     TaskDataModule,
 )
+from datamodules.resume import EpochShuffleSampler
 
 RTE_QUERY = (
     "sentence 1: {}\nsentence 2: {}\n"
@@ -246,3 +247,28 @@ def test_a_new_task_is_one_class(tmp_path, tok):
     ex = dm.dev_examples()[0]
     assert decode(tok, ex["prompt_ids"]).endswith("Are they paraphrases?[/INST]")
     assert ex["targets"]["label_word"] in ("no", "yes")
+
+
+def test_epoch_shuffle_sampler_resumes_mid_epoch():
+    sampler = EpochShuffleSampler(10, seed=3)
+    first, second = sampler.order(0), sampler.order(1)
+    assert sorted(first) == list(range(10)) and first != second
+    assert list(sampler) == first  # epoch 0 by default
+    assert EpochShuffleSampler(10, seed=3).order(1) == second  # (seed, epoch) alone decide
+    assert EpochShuffleSampler(10, seed=4).order(0) != first
+    sampler.resume_at(0, 4)
+    assert list(sampler) == first[4:] and list(sampler) == first[4:]  # every pass of epoch 0
+    sampler.set_epoch(1)
+    assert list(sampler) == second  # the resumed epoch is over
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+
+
+def test_train_loader_state_round_trip(rte_dir, tok):
+    dm = make_dm(RTE, rte_dir, tok, batch_size=2)
+    dm.setup("fit")
+    assert dm.state_dict() == {}  # no trainer attached
+    full = [b["index"] for b in dm.train_dataloader()]
+    dm.load_state_dict({"epoch": 0, "batches": 2, "batch_size": 1})  # 2 examples consumed
+    loader = dm.train_dataloader()
+    assert [i for b in loader for i in b["index"]] == [i for b in full for i in b][2:]
