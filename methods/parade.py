@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from methods.base import AdapterModule, PeftMethod, rescale, uniform_with_std
-from methods.poolers import POOLERS
+from methods.poolers import POOLERS, check_mask
 from parade_lightning.architectures import (
     Site,
     decoder_layers,
@@ -183,6 +183,7 @@ class ParadeConditioner(AdapterModule):
         cached = _has_cached_tokens(kwargs)
         if prompt_mask is not None:
             state.compute, state.mask = True, prompt_mask.bool()
+            check_mask(state.mask)
         elif cached:
             state.compute, state.mask = False, None  # decode step: reuse prefill vectors
         elif model.training:
@@ -194,6 +195,8 @@ class ParadeConditioner(AdapterModule):
             mask = kwargs.get("attention_mask")
             state.compute = True
             state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
+            if state.mask is not None:
+                check_mask(state.mask)
         return args, kwargs
 
 

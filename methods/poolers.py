@@ -31,6 +31,11 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.
 
 
 def check_mask(mask: torch.Tensor) -> None:
+    """Every row must have a prompt token to pool over (a (B, T) bool mask).
+
+    The poolers assume it; :class:`~methods.parade.ParadeConditioner` checks it once per
+    forward rather than once per layer, since reading the answer synchronises with a GPU.
+    """
     if not bool(mask.any(dim=1).all()):
         rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
         raise ValueError(f"PARADE: rows {rows} have no prompt token to pool over")
@@ -67,7 +72,6 @@ class CapsulePooler(_Capsules):
         uniform_with_std(self.query, init_std)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_mask(mask)
         keep = mask[:, :, None]  # (B, T, 1)
         pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)  m_{j→k}
         logits = torch.einsum("...tr,...kr->...tk", h, self.query)  # (B, T, K)  m_{j,k}, eq. 9
@@ -89,7 +93,6 @@ class RoutingPooler(_Capsules):
     """
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_mask(mask)
         pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)
         b = torch.zeros(pred.shape[:3], device=h.device, dtype=h.dtype)  # (B, T, K) logits
         coupling = torch.softmax(b, dim=-1) * mask[:, :, None].to(h.dtype)  # (B, T, K)
@@ -106,7 +109,6 @@ class LastTokenPooler(nn.Module):
         self.last_attention: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_mask(mask)
         positions = torch.arange(mask.shape[1], device=mask.device)  # (T,)
         last = torch.where(mask, positions, -1).amax(dim=1)  # (B,)
         return h[torch.arange(h.shape[0], device=h.device), last]  # (B, r)

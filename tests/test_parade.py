@@ -137,6 +137,19 @@ def test_training_forward_without_prompt_mask_is_an_error():
         model(input_ids=ids, attention_mask=attention)
 
 
+@pytest.mark.parametrize("variant", [Parade, Parade1, Parade2])
+def test_a_row_without_prompt_tokens_is_named(variant):
+    model, _ = tiny("tiny-llama")
+    variant().attach(model)
+    ids, attention, prompt = toy_batch()
+    prompt[1] = False
+    with pytest.raises(ValueError, match=r"rows \[1\] have no prompt token"):
+        run(model, ids, attention, prompt)
+    attention[2] = 0  # inference without a prompt mask pools over the attended tokens
+    with pytest.raises(ValueError, match=r"rows \[2\] have no prompt token"), torch.no_grad():
+        model.eval()(input_ids=ids, attention_mask=attention)
+
+
 # ------------------------------------------------------------------ prefill / decode consistency
 
 PROMPTS = [[5, 9, 13, 17, 21, 25, 29], [40, 41, 42], [60, 61, 62, 63, 64]]
