@@ -5,6 +5,8 @@ Nothing here times anything itself; the scripts decide what a measured region is
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
 import ctypes
 import gc
@@ -17,7 +19,7 @@ import resource
 import shlex
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,48 @@ def goal_lines(goals: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(f"| {g['goal']} — {g['detail']} | {g['value']:.3f} | {g['threshold']} | "
                      f"{'yes' if g['holds'] else '**no**'} |")
     return lines
+
+
+# ----------------------------------------------------------------------------- script scaffolding
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options both benchmarks share (backbone, device, threads, noise, quick, out)."""
+    parser.add_argument("--backbone",
+                        help="alias, .gguf, local folder or hub id (default smollm2-135m)")
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--noise", type=float, default=0.02, help="std of the adapter noise")
+    parser.add_argument("--quick", action="store_true", help="tiny model, seconds (smoke test)")
+    parser.add_argument("--out", type=Path, help="JSON path (the .md goes next to it)")
+
+
+def fill_defaults(args: argparse.Namespace, quick: dict[str, Any], full: dict[str, Any]) -> None:
+    """Options left unset take the ``--quick`` or the full setting's value."""
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` CPU threads inside (restored after: main() may run inside a test)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def publish(kind: str, argv: Sequence[str], args: argparse.Namespace, device: torch.device,
+            payload: dict[str, Any], goals: list[dict[str, Any]],
+            to_markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Add the command and goals to ``payload``, write its JSON and Markdown, return it."""
+    payload = {"benchmark": kind, "command": command_line(f"benchmarks/{kind}.py", argv),
+               **payload, "goals": goals}
+    out = args.out or default_out(kind, args.backbone, device)
+    json_path, md_path = write_results(out, payload, to_markdown(payload))
+    print(f"wrote {json_path} and {md_path}")
+    return payload

@@ -58,8 +58,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks import inference_rows as rows_lib  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     PeakMemory,
-    command_line,
-    default_out,
+    add_common_arguments,
+    fill_defaults,
     finish_machine_info,
     fmt,
     goal,
@@ -67,11 +67,12 @@ from benchmarks.common import (  # noqa: E402
     machine_info,
     machine_lines,
     paired_ratio,
+    publish,
     resolve_device,
     resolve_dtype_name,
     summarize,
     synchronize,
-    write_results,
+    torch_threads,
 )
 from parade_lightning import load_backbone  # noqa: E402
 
@@ -341,11 +342,9 @@ def to_markdown(payload: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", help="alias, .gguf, local folder or hub id (default smollm2-135m)")
+    add_common_arguments(p)
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto "
                    "(float32 on CPU, bfloat16 on CUDA)")
-    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--prompt-tokens", type=int, help="cut/repeat the prompt to this length")
     p.add_argument("--new-tokens", type=int)
     p.add_argument("--repeats", type=int, help="timed runs per cell (default 5 CPU, 10 GPU)")
@@ -359,13 +358,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    choices=list(rows_lib.TENANT))
     p.add_argument("--tenant-batch", type=int, help="batch (and most tenants) of mixed rows")
     p.add_argument("--tenant-beams", type=int, nargs="+")
-    p.add_argument("--noise", type=float, default=0.02, help="std of the adapter noise")
-    p.add_argument("--quick", action="store_true", help="tiny model, seconds (smoke test)")
-    p.add_argument("--out", type=Path, help="JSON path (the .md goes next to it)")
     args = p.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, QUICK, FULL)
     if args.new_tokens < 2:
         p.error("--new-tokens must be at least 2 (one prefill and one decode step)")
     if args.warmup is not None and args.warmup < 1:
@@ -381,25 +375,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dtype = resolve_dtype_name(args.dtype, device)
     args.repeats = args.repeats or (10 if device.type == "cuda" else 5)
     args.warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 1)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         machine = machine_info(device, dtype)
         measured = run_benchmark(args, device, dtype)
-    finally:
-        torch.set_num_threads(threads)  # main() may run inside a test process
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     settings.update(device=str(device), dtype=dtype, prompt_tokens=measured["prompt_tokens"],
                     prompt_source=measured["prompt_source"])
-    payload = {"benchmark": "inference", "command": command_line("benchmarks/inference.py", argv),
-               "machine": finish_machine_info(machine), "settings": settings,
+    payload = {"machine": finish_machine_info(machine), "settings": settings,
                "rows": measured["rows"]}
-    payload["goals"] = evaluate_goals(payload["rows"])
-    out = args.out or default_out("inference", args.backbone, device)
-    json_path, md_path = write_results(out, payload, to_markdown(payload))
-    print(f"wrote {json_path} and {md_path}")
-    return payload
+    return publish("inference", argv, args, device, payload, evaluate_goals(measured["rows"]),
+                   to_markdown)
 
 
 if __name__ == "__main__":

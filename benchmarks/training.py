@@ -51,9 +51,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from benchmarks.common import (  # noqa: E402
     PeakMemory,
-    command_line,
+    add_common_arguments,
     count_adapter_parameters,
-    default_out,
+    fill_defaults,
     finish_machine_info,
     fmt,
     goal,
@@ -62,11 +62,12 @@ from benchmarks.common import (  # noqa: E402
     machine_lines,
     paired_ratio,
     perturb_adapters,
+    publish,
     resolve_device,
     shared_copy,
     summarize,
     synchronize,
-    write_results,
+    torch_threads,
 )
 from methods import IA3, LoRA, PaperIA3, Parade, PeftMethod  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
@@ -249,9 +250,7 @@ def to_markdown(payload: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", help="alias, .gguf, local folder or hub id (default smollm2-135m)")
-    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_common_arguments(p)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--prompt-len", type=int, help="leading prompt positions (no loss)")
@@ -260,13 +259,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--repeats", type=int, help="timed steps per row (default 5 CPU, 20 GPU)")
     p.add_argument("--warmup", type=int)
-    p.add_argument("--noise", type=float, default=0.02, help="std of the adapter noise")
-    p.add_argument("--quick", action="store_true", help="tiny model, seconds (smoke test)")
-    p.add_argument("--out", type=Path, help="JSON path (the .md goes next to it)")
     args = p.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, QUICK, FULL)
     if args.warmup < 1:
         p.error("--warmup must be at least 1 (the first step measures the peak memory)")
     if not 0 < args.prompt_len < args.seq_len:
@@ -280,23 +274,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     args.repeats = args.repeats or (20 if device.type == "cuda" else 5)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         machine = machine_info(device, "/".join(args.precisions))
         rows = run_benchmark(args, device)
-    finally:
-        torch.set_num_threads(threads)  # main() may run inside a test process
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     settings["device"] = str(device)
-    payload = {"benchmark": "training", "command": command_line("benchmarks/training.py", argv),
-               "machine": finish_machine_info(machine), "settings": settings, "rows": rows}
-    payload["goals"] = evaluate_goals(rows)
-    out = args.out or default_out("training", args.backbone, device)
-    json_path, md_path = write_results(out, payload, to_markdown(payload))
-    print(f"wrote {json_path} and {md_path}")
-    return payload
+    payload = {"machine": finish_machine_info(machine), "settings": settings, "rows": rows}
+    return publish("training", argv, args, device, payload, evaluate_goals(rows), to_markdown)
 
 
 if __name__ == "__main__":
