@@ -158,6 +158,26 @@ def test_print_config_and_rerun_do_not_fail(tmp_path, capsys):
     build_cli(short)  # same log dir: the saved config is overwritten, not an error
 
 
+@pytest.mark.parametrize(("subcommand", "extra", "expect"), [
+    ("fit", ["tasks/rte.yaml", "cpu_quick.yaml"], {"trainer.max_steps": 40}),
+    ("fit", ["tasks/rte.yaml", "multi_gpu_llama2_7b.yaml"],
+     {"trainer.strategy": "ddp", "trainer.devices": 4, "model.backbone_dtype": "bfloat16"}),
+    ("predict", ["tasks/mt_bench.yaml", "mt_bench_predict.yaml"], {"model.num_beams": 5}),
+])
+def test_documented_config_stacks_parse(capsys, subcommand, extra, expect):
+    configs = ["base.yaml", "methods/parade.yaml", *extra]
+    args = [a for name in configs for a in ("--config", str(ROOT / "configs" / name))]
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli([subcommand, *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for dotted, value in expect.items():
+        node = printed
+        for key in dotted.split("."):
+            node = node[key]
+        assert node == value, dotted
+
+
 def test_parade_rte_yaml_is_the_composition_of_its_pieces():
     """The complete config equals base + methods/parade + tasks/rte (no hand-copied drift)."""
     def load(*names: str) -> dict:
