@@ -203,12 +203,18 @@ def cached_decode(model, rows, pad: int = 0) -> list[torch.Tensor]:
     return [stacked[i, : len(r)] for i, (_, r) in enumerate(rows)]
 
 
+def adapted(arch: str, variant: type = Parade):
+    """A tiny backbone with ``variant`` attached and non-trivial adapter weights."""
+    model, tokenizer = tiny(arch)
+    variant().attach(model)
+    perturb(model, scale=0.5)
+    return model, tokenizer
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("variant", [Parade, Parade1])
 def test_teacher_forcing_equals_cached_decoding(arch, variant):
-    model, _ = tiny(arch)
-    variant().attach(model)
-    perturb(model, scale=0.5)
+    model, _ = adapted(arch, variant)
     model.eval()
     rows = list(zip(PROMPTS, RESPONSES, strict=True))
     with torch.no_grad():
@@ -224,9 +230,7 @@ def test_teacher_forcing_equals_cached_decoding(arch, variant):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_batch_and_padding_side_invariance(arch):
-    model, _ = tiny(arch)
-    Parade().attach(model)
-    perturb(model, scale=0.5)
+    model, _ = adapted(arch)
     model.eval()
     rows = list(zip(PROMPTS, RESPONSES, strict=True))
     with torch.no_grad():
@@ -238,9 +242,7 @@ def test_batch_and_padding_side_invariance(arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_generate_makes_vectors_once_and_is_batch_invariant(arch):
-    model, tokenizer = tiny(arch)
-    Parade().attach(model)
-    perturb(model, scale=0.5)
+    model, tokenizer = adapted(arch)
     calls = []
     for layer in Parade.layers(model):
         layer.generator.register_forward_hook(lambda m, a, o: calls.append(o.shape[0]))
@@ -261,9 +263,7 @@ def test_generate_makes_vectors_once_and_is_batch_invariant(arch):
 def test_beam_search_matches_manual_beam_expansion():
     """Beam search runs the generator on the expanded batch; every beam of an example shares
     that example's vectors, so reordering beams never mixes examples."""
-    model, tokenizer = tiny("tiny-llama")
-    Parade().attach(model)
-    perturb(model, scale=0.5)
+    model, tokenizer = adapted("tiny-llama")
     beam_alone = generate(model, tokenizer, ["Hi"], max_new_tokens=5, num_beams=3)
     beam_batch = generate(model, tokenizer, ["Hi", "Some other prompt"], max_new_tokens=5,
                           num_beams=3)
