@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from callbacks._io import output_dir
 from parade_lightning.budget import parameter_budget
 
 
@@ -42,6 +42,4 @@ class ParameterBudgetReport(L.Callback):
                 logger.log_hyperparams({**params, **numbers}, metrics=numbers, step=0)
             else:
                 logger.log_metrics(numbers, step=0)
-        out = Path(trainer.log_dir or trainer.default_root_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / self.filename).write_text(json.dumps(budget.to_dict(), indent=2))
+        (output_dir(trainer) / self.filename).write_text(json.dumps(budget.to_dict(), indent=2))

@@ -26,6 +26,9 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks._io import output_dir, read_jsonl, write_jsonl
+from parade_lightning.distributed import gather_rows
+
 JUDGE_TEMPLATE = """Task Introduction
 
 you will be given a query, and two responses from two assistants, could you compare the two \
@@ -94,28 +97,30 @@ class MTBenchWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: list[Any], batch_indices: list[Any]) -> None:
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        rows = gather_rows(trainer, [row for batch in predictions for row in batch])
+        if not trainer.is_global_zero:
+            return  # one process writes and calls the judge
+        out = output_dir(trainer, self.output_dir)
         answers = [
             {"question_id": row["target"].get("question_id"), "category":
              row["target"].get("category"), "question": (row["target"].get("turns") or [""])[0],
              "answer": row["prediction"]}
-            for batch in predictions for row in batch
+            for row in rows
         ]
-        _write_jsonl(out / "answers.jsonl", answers)
+        write_jsonl(out / "answers.jsonl", answers)
         rank_zero_info(f"MT-Bench: {len(answers)} answers -> {out / 'answers.jsonl'}")
         if self.compare_with:
             self.judge(answers, out)
 
     def judge(self, answers: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
         """Write pairwise judge prompts; call the judge when a URL is configured."""
-        other = {r["question_id"]: r["answer"] for r in _read_jsonl(Path(self.compare_with))}
+        other = {r["question_id"]: r["answer"] for r in read_jsonl(Path(self.compare_with))}
         prompts = [
             {"question_id": a["question_id"], "prompt": JUDGE_TEMPLATE.format(
                 query=a["question"], response1=a["answer"], response2=other[a["question_id"]])}
             for a in answers if a["question_id"] in other
         ]
-        _write_jsonl(out / "judge_prompts.jsonl", prompts)
+        write_jsonl(out / "judge_prompts.jsonl", prompts)
         if not self.judge_url:
             return None
         reviews, pairs = [], []
@@ -132,7 +137,7 @@ class MTBenchWriter(BasePredictionWriter):
             except Exception as error:  # noqa: BLE001  (one bad request must not stop the rest)
                 record["error"] = f"{type(error).__name__}: {error}"
             reviews.append(record)
-        _write_jsonl(out / "judge_reviews.jsonl", reviews)
+        write_jsonl(out / "judge_reviews.jsonl", reviews)
         summary = {
             "judged": len(pairs), "failed": len(reviews) - len(pairs),
             "assistant1_mean": sum(p[0] for p in pairs) / len(pairs) if pairs else None,
@@ -141,11 +146,3 @@ class MTBenchWriter(BasePredictionWriter):
         }
         (out / "judge_scores.json").write_text(json.dumps(summary, indent=2))
         return summary
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -9,13 +9,14 @@ the headline numbers.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from callbacks._io import output_dir, write_jsonl
 from parade_lightning.budget import parameter_budget
+from parade_lightning.distributed import gather_rows
 
 
 class TestReport(L.Callback):
@@ -35,11 +36,8 @@ class TestReport(L.Callback):
         results = getattr(pl_module, "test_results", None)
         if not results:
             return
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / "predictions.jsonl").open("w") as f:
-            for row in results["rows"]:
-                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        out = output_dir(trainer, self.output_dir)
+        write_jsonl(out / "predictions.jsonl", results["rows"])
         datamodule = trainer.datamodule
         budget = parameter_budget(pl_module.model)
         metrics = {
@@ -75,12 +73,11 @@ class PredictionWriter(BasePredictionWriter):
         self.output_dir, self.filename = output_dir, filename
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / self.filename).open("w") as f:
-            for batch in predictions:
-                for row in batch:
-                    f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        rows = gather_rows(trainer, [row for batch in predictions for row in batch])
+        if not trainer.is_global_zero:
+            return
+        out = output_dir(trainer, self.output_dir)
+        write_jsonl(out / self.filename, rows)
         rank_zero_info(f"predictions -> {out / self.filename}")
 
 

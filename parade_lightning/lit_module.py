@@ -22,6 +22,7 @@ from transformers import get_constant_schedule_with_warmup, get_linear_schedule_
 from methods.base import PeftMethod, method_from_config
 from methods.parade import Parade
 from parade_lightning.backbones import load_backbone
+from parade_lightning.distributed import gather_rows
 from parade_lightning.generation import generate
 from parade_lightning.metrics import score
 
@@ -120,7 +121,11 @@ class PeftLitModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         """Score the generations with the datamodule's metric and log ``test/<metric>``."""
         metric = getattr(getattr(self.trainer, "datamodule", None), "metric", None)
-        if not self._test_rows or metric is None:
+        if metric is None:
+            return
+        # Under DDP every process scores all rows, so the logged value is the same everywhere.
+        self._test_rows = gather_rows(self.trainer, self._test_rows)
+        if not self._test_rows:
             return
         result = score(metric, [r["prediction"] for r in self._test_rows],
                        [r["target"] for r in self._test_rows])
@@ -183,6 +188,3 @@ class PeftLitModule(L.LightningModule):
         adapter = {k[len(_PREFIX):]: v for k, v in state_dict.items() if k.startswith(_PREFIX)}
         self.method.load_adapter_state_dict(self.model, adapter)
         return torch.nn.modules.module._IncompatibleKeys([], [])
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["peft_method"] = self.hparams["method"]

@@ -19,8 +19,9 @@ PREDICTIONS = [[
 
 
 class FakeTrainer:
-    log_dir = None
+    loggers: list = []
     default_root_dir = "."
+    world_size, is_global_zero = 1, True
 
 
 @pytest.fixture()
