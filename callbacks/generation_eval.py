@@ -11,7 +11,6 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from parade_lightning.generation import generate
 from parade_lightning.metrics import score
 
 
@@ -29,7 +28,8 @@ class DevGenerationEval(L.Callback):
     Args:
         num_examples: dev examples to generate for (a fixed, seeded sample; None = all).
         num_beams: beam size (paper: greedy on dev).
-        max_new_tokens: generation length (None: the task's).
+        max_new_tokens: generation length (None: the module's, i.e. ``model.max_new_tokens``
+            or else the task's).
         batch_size: prompts per generate call.
         num_text_samples: generations written to TensorBoard as text.
     """
@@ -47,11 +47,9 @@ class DevGenerationEval(L.Callback):
         if trainer.sanity_checking or metric is None:
             return
         examples = datamodule.dev_examples(limit=self.num_examples)
-        texts = generate(
-            pl_module.model, pl_module.tokenizer, [e["prompt_ids"] for e in examples],
-            batch_size=self.batch_size, num_beams=self.num_beams,
-            max_new_tokens=self.max_new_tokens or datamodule.max_new_tokens,
-        )
+        length = {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens else {}
+        texts = pl_module.generate([e["prompt_ids"] for e in examples], num_beams=self.num_beams,
+                                   batch_size=self.batch_size, progress=None, **length)
         result = score(metric, texts, [e["targets"] for e in examples])
         pl_module.log(f"val/{metric}", result.value, prog_bar=True)
         for key, value in result.extras.items():

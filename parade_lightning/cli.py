@@ -23,10 +23,12 @@ from parade_lightning.lit_module import PeftLitModule
 
 
 class ParadeCLI(LightningCLI):
-    """LightningCLI with the backbone linked from the model into the data."""
+    """LightningCLI with the backbone and the generation length linked from the model into the
+    data (one setting each; Lightning refuses module and datamodule hparams that disagree)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.backbone")
+        parser.link_arguments("model.max_new_tokens", "data.init_args.max_new_tokens")
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
             help="fit only: afterwards run `test` with the best checkpoint (else the last "

@@ -149,11 +149,13 @@ class PeftLitModule(L.LightningModule):
         ]
 
     def generate(self, prompts, **kwargs) -> list[str]:
-        """:func:`parade_lightning.generate` with this module's beam size and length."""
+        """:func:`parade_lightning.generate` with this module's beam size and length (defaults:
+        one batch, no progress bar; any of them can be overridden)."""
         kwargs.setdefault("num_beams", self.hparams.num_beams)
         kwargs.setdefault("max_new_tokens", self.max_new_tokens())
-        return generate(self.model, self.tokenizer, prompts, batch_size=len(prompts),
-                        progress=False, **kwargs)
+        kwargs.setdefault("batch_size", len(prompts))
+        kwargs.setdefault("progress", False)
+        return generate(self.model, self.tokenizer, prompts, **kwargs)
 
     def max_new_tokens(self) -> int:
         if self.hparams.max_new_tokens is not None:

@@ -12,7 +12,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from parade_lightning import PeftLitModule
+from parade_lightning import PeftLitModule, lit_module
 from parade_lightning.cli import build_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +113,15 @@ def test_resume_with_ckpt_path_last(tmp_path):
     third = build_cli(["fit", *args, "--trainer.max_steps", "8", "--ckpt_path", "last"])
     assert third.trainer.global_step == 8  # `last` found in the newest run folder
     assert third.trainer.log_dir == second.trainer.log_dir
+
+
+def test_dev_generation_goes_through_the_module(tmp_path, monkeypatch):
+    seen = []
+    real = lit_module.generate
+    monkeypatch.setattr(lit_module, "generate", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    build_cli(["fit", *cli_args(tmp_path, "--model.max_new_tokens", "2", "--test_after_fit",
+                                "false", "--trainer.max_steps", "2")])
+    assert seen and all(kw["max_new_tokens"] == 2 and kw["num_beams"] == 1 for kw in seen)
 
 
 class Crash(L.Callback):
