@@ -229,6 +229,7 @@ def test_train_loader_shuffles_deterministically(rte_dir, tok):
         return next(iter(dm.train_dataloader()))["index"]
 
     assert order(3) == order(3) and sorted(order(3)) == list(range(6))
+    assert order(3) != list(range(6)) and order(3) != order(4)  # shuffled, by the seed
 
 
 def test_a_new_task_is_one_class(tmp_path, tok):

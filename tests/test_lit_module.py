@@ -7,35 +7,22 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.collate import Collator
 from methods import IA3, LoRA, Parade
-from parade_lightning import PeftLitModule
+from parade_lightning import PeftLitModule, lit_module
 from parade_lightning.backbones import load_tokenizer
 
 
 def make_batch_rows(tokenizer, n: int = 8) -> list[dict]:
+    """Examples in the datamodules' form (prompt, response + EOS, targets, index)."""
     rows = []
     for i in range(n):
         prompt = tokenizer(f"Question {i}: is {i} even?", add_special_tokens=False)["input_ids"]
-        answer = tokenizer(" yes" if i % 2 == 0 else " no", add_special_tokens=False)["input_ids"]
-        rows.append({"prompt": prompt, "response": answer + [tokenizer.eos_token_id], "index": i})
+        answer = "yes" if i % 2 == 0 else "no"
+        response = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+        rows.append({"prompt_ids": prompt, "response_ids": response + [tokenizer.eos_token_id],
+                     "targets": {"text": answer}, "index": i})
     return rows
-
-
-def collate(rows: list[dict], pad_id: int) -> dict:
-    width = max(len(r["prompt"]) + len(r["response"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    prompt = torch.zeros_like(ids, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        p, s = len(r["prompt"]), len(r["response"])
-        ids[i, : p + s] = torch.tensor(r["prompt"] + r["response"])
-        mask[i, : p + s] = 1
-        labels[i, p : p + s] = torch.tensor(r["response"])
-        prompt[i, :p] = True
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "prompt_mask": prompt,
-            "prompt_ids": [r["prompt"] for r in rows], "index": [r["index"] for r in rows],
-            "targets": [{"text": "yes" if r["index"] % 2 == 0 else "no"} for r in rows]}
 
 
 class ToyData(L.LightningDataModule):
@@ -48,7 +35,7 @@ class ToyData(L.LightningDataModule):
 
     def _loader(self, shuffle: bool = False) -> DataLoader:
         return DataLoader(self.rows, batch_size=4, shuffle=shuffle,
-                          collate_fn=lambda r: collate(r, self.tok.pad_token_id))
+                          collate_fn=Collator(self.tok.pad_token_id))
 
     def train_dataloader(self):
         return self._loader(shuffle=True)
@@ -74,7 +61,7 @@ def test_fit_lowers_loss_and_checkpoint_holds_adapter_only(tmp_path, method):
     torch.manual_seed(0)
     module = PeftLitModule("tiny-llama", method=method, lr=3e-2, warmup_ratio=0.0)
     data = ToyData()
-    batch = collate(data.rows, data.tok.pad_token_id)
+    batch = Collator(data.tok.pad_token_id)(data.rows)
     with torch.no_grad():
         before = module(batch).loss.item()
     t = trainer(tmp_path, max_steps=12)
@@ -110,11 +97,6 @@ def test_scheduler_warms_up_then_decays(tmp_path):
 
 def test_resume_from_checkpoint_restores_optimizer_and_steps(tmp_path):
     torch.manual_seed(0)
-    data = ToyData()
-    full = PeftLitModule("tiny-llama", method=LoRA(r=2), lr=1e-2)
-    trainer(tmp_path / "a", max_steps=6).fit(full, datamodule=data)
-
-    torch.manual_seed(0)
     half = PeftLitModule("tiny-llama", method=LoRA(r=2), lr=1e-2)
     t = trainer(tmp_path / "b", max_steps=6)
     t.fit_loop.epoch_loop.max_steps = 3  # stop in the middle, as if killed
@@ -128,6 +110,8 @@ def test_resume_from_checkpoint_restores_optimizer_and_steps(tmp_path):
     t2 = trainer(tmp_path / "c", max_steps=6)
     t2.fit(resumed, datamodule=ToyData(), ckpt_path=tmp_path / "mid.ckpt")
     assert t2.global_step == 6
+    adam = t2.optimizers[0].state
+    assert adam and all(int(state["step"]) == 6 for state in adam.values())  # 3 restored + 3
 
 
 def test_bf16_mixed_on_cpu_keeps_adapters_fp32(tmp_path):
@@ -138,9 +122,13 @@ def test_bf16_mixed_on_cpu_keeps_adapters_fp32(tmp_path):
     assert next(module.model.parameters()).dtype == torch.bfloat16
 
 
-def test_predict_generates_with_beams(tmp_path):
+def test_predict_generates_with_beams(tmp_path, monkeypatch):
     module = PeftLitModule("tiny-llama", method=Parade(), num_beams=2)
+    seen = []
+    real = lit_module.generate
+    monkeypatch.setattr(lit_module, "generate", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
     out = trainer(tmp_path).predict(module, datamodule=ToyData())
+    assert seen and all(kw["num_beams"] == 2 and kw["max_new_tokens"] == 3 for kw in seen)
     rows = [r for batch in out for r in batch]
     assert len(rows) == 8 and all(isinstance(r["prediction"], str) for r in rows)
 

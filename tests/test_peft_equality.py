@@ -75,8 +75,12 @@ def test_lora_merge_unmerge():
     perturb(model)
     ids, attention, _ = toy_batch()
     before = model(input_ids=ids, attention_mask=attention).logits
+    weight = model.transformer.h[0].attn.c_attn.weight
+    original = weight.detach().clone()
     method.merge(model)
     merged = model(input_ids=ids, attention_mask=attention).logits
     assert (merged - before).abs().max() < 1e-5
+    assert (weight - original).abs().max() > 1e-3  # the update is in the weight now
     method.unmerge(model)
     assert (model(input_ids=ids, attention_mask=attention).logits - before).abs().max() < 1e-5
+    assert (weight - original).abs().max() < 1e-6
