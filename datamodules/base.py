@@ -23,9 +23,9 @@ from datamodules import spec as spec_module
 from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
 from datamodules.errors import StageNotSupportedError
-from datamodules.resume import EpochShuffleSampler, ResumableDataLoader
+from datamodules.resume import EpochShuffleSampler, ResumableDataLoader, train_state
 from datamodules.spec import TaskSpec
-from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id, render_prompt
+from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id
 
 _STAGE_SPLITS = {
     "fit": ("train", "dev"), "validate": ("dev",), "test": ("test",), "predict": ("test",),
@@ -125,11 +125,6 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         """Gradient accumulation that turns ``batch_size`` into the paper's effective batch."""
         return max(1, self.paper_batch_size // self.hparams.batch_size)
 
-    def render(self, row: dict[str, Any]) -> str:
-        """The full prompt text of a raw row in the configured chat style (no truncation)."""
-        query = self.query(self.prompt_fields(row))
-        return render_prompt(self.tokenizer, self.hparams.chat_style, query)
-
     # ------------------------------------------------------------------ loading
 
     def _source(self, split: str) -> tuple[Any, str]:
@@ -161,24 +156,38 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         return self.hparams[f"max_{split}_examples"]
 
     def _cache_path(self, split: str, fingerprint: str) -> Path:
-        code = []
-        for klass in type(self).__mro__:
-            if issubclass(klass, TaskDataModule):
-                try:
-                    code.append(inspect.getsource(klass))
-                except (OSError, TypeError):
-                    code.append(klass.__qualname__)
         material = {
-            "task": self.task, "split": split, "source": fingerprint, "code": code,
-            "modules": [
-                inspect.getsource(m) for m in (enc, src, spec_module, templates_module)
-            ],
+            "task": self.task, "split": split, "source": fingerprint,
+            "code": self._code_identity(), "spec": self._spec_identity(),
             "tokenizer": cache_io.tokenizer_identity(self.tokenizer),
             "hparams": {k: self.hparams[k] for k in ("chat_style", "max_length", "seed",
                                                      "on_bad_row")},
-            "limit": self._limit(split), "holdout": self.holdout, "template": self.template,
+            "limit": self._limit(split),
         }
         return self._cache_root() / self.task / f"{split}-{cache_io.cache_key(material)}.npz"
+
+    def _code_identity(self) -> list[str]:
+        """Source of the modules that turn rows into examples (part of the cache key).
+
+        The shared machinery, each module defining a class of this task's hierarchy, and the
+        project modules those use (e.g. the WikiSQL target renderer in the metrics package),
+        so a code change anywhere on that path invalidates the cache.
+        """
+        modules = {m.__name__: m for m in (enc, src, spec_module, templates_module)}
+        for klass in type(self).__mro__:
+            if not issubclass(klass, TaskDataModule) or (home := inspect.getmodule(klass)) is None:
+                continue
+            modules[home.__name__] = home
+            for value in vars(home).values():
+                used = inspect.getmodule(value)
+                if used is not None and used.__name__.startswith(_PROJECT_MODULES):
+                    modules[used.__name__] = used
+        return [_source_text(modules[name]) for name in sorted(modules)]
+
+    def _spec_identity(self) -> dict[str, Any]:
+        """The task's declarations as resolved on this class (constants included)."""
+        return {name: getattr(self, name) for name in spec_module.TaskSpec.__annotations__
+                if name not in _NOT_IN_EXAMPLES}
 
     def _check_split(self, split: str, stage: str | None = None) -> None:
         if split not in self.available_splits():
@@ -269,8 +278,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         return self.split_examples("dev", limit)
 
     def _loader(self, split: str, train: bool = False, prompt_only: bool = False) -> DataLoader:
-        self._check_split(split)
-        examples = self._load(split)
+        examples = self._load(split)  # checks that the task has the split
         workers = self.hparams.num_workers
         loader = (ResumableDataLoader if train else DataLoader)(
             ExampleDataset(examples),
@@ -299,10 +307,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         train loader is first built after the restore; ``estimated_stepping_batches`` (the
         linear schedule's length) builds it before, so the datamodule carries the position.
         """
-        where = self._train_position()
-        if where is None:
-            return {}
-        return {"epoch": where[0], "batches": where[1], "batch_size": self.hparams.batch_size}
+        return train_state(self._train_position(), self.hparams.batch_size)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._train_resume = dict(state_dict)
@@ -326,6 +331,17 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The test split (MT-Bench: its questions), prompts only; labels are all -100."""
         return self._loader("test", prompt_only=True)
+
+
+_PROJECT_MODULES = ("datamodules", "parade_lightning.metrics")
+_NOT_IN_EXAMPLES = ("metric", "max_new_tokens", "paper_batch_size")  # evaluation and batching
+
+
+def _source_text(module: Any) -> str:
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):  # no source file (e.g. an interactive session)
+        return module.__name__
 
 
 def _check(ok: bool, message: str) -> None:

@@ -1,11 +1,13 @@
 """On-disk cache of tokenised splits, so a restart skips templating and tokenising.
 
 One file per split: ``<cache_dir>/<task>/<split>-<key>.npz`` where ``key`` is a SHA-256 (first 20
-hex digits) of everything that changes the result: task class and templates, label words,
-truncation field, split rule and holdout, the source data identity (local file path, size and
-mtime, or the hub dataset's fingerprint), the tokenizer (name, vocabulary size, special tokens,
-chat template and, for fast tokenizers, a hash of the full tokenizer JSON), chat style,
-max_length, seed, on_bad_row, the max_*_examples limit of that split and ``CACHE_VERSION``.
+hex digits) of everything that changes the result: the source code that builds examples (the
+shared modules, the task's modules and the project modules they use), the task's resolved
+declarations (template, label words, truncation field, split rule, holdout...), the source
+data identity (local file path, size and mtime, or the hub dataset's fingerprint), the
+tokenizer (name, vocabulary size, special tokens, chat template and, for fast tokenizers, a
+hash of the full tokenizer JSON), chat style, max_length, seed, on_bad_row, the
+max_*_examples limit of that split and ``CACHE_VERSION``.
 
 ``cache_dir`` defaults to ``$PARADE_CACHE_DIR``, else ``~/.cache/parade_lightning/datamodules``.
 Token ids are stored as flat int32 arrays with offsets; targets and stats as embedded JSON.
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +100,7 @@ def load_split(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None
             meta = json.loads(data["meta"].tobytes().decode())
             prompt, poff = data["prompt"].tolist(), data["prompt_off"].tolist()
             response, roff = data["response"].tolist(), data["response_off"].tolist()
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: rebuild
         return None
     examples = [
         {

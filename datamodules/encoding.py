@@ -116,7 +116,7 @@ def fit_prompt(
         keep -= excess
     raise RowProblem(
         others,
-        f"does not fit max_length {max_length} even with {name!r} emptied "
+        f"does not fit max_length {max_length} with {name!r} shortened as far as it goes "
         f"(response {n_response} tokens)",
     )
 

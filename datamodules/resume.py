@@ -24,6 +24,13 @@ from torch.utils.data import DataLoader, Sampler
 Position = Callable[[], "tuple[int, int] | None"]  # -> (epoch, batches trained in it)
 
 
+def train_state(where: tuple[int, int] | None, batch_size: int) -> dict[str, int]:
+    """The saved position: epoch, batches trained in it and their size ({} when unknown)."""
+    if where is None:
+        return {}
+    return {"epoch": where[0], "batches": where[1], "batch_size": batch_size}
+
+
 class EpochShuffleSampler(Sampler[int]):
     """Random order seeded by ``(seed, epoch)``; can start one epoch part-way (a resume).
 
@@ -72,11 +79,9 @@ class ResumableDataLoader(DataLoader):
     position: Position | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        where = self.position() if self.position is not None else None
-        if where is None or not isinstance(self.sampler, EpochShuffleSampler):
+        if self.position is None or not isinstance(self.sampler, EpochShuffleSampler):
             return {}
-        epoch, batches = where
-        return {"epoch": epoch, "batches": batches, "batch_size": self.batch_size}
+        return train_state(self.position(), self.batch_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state and isinstance(self.sampler, EpochShuffleSampler):

@@ -210,6 +210,23 @@ def test_cache_is_reused_and_keyed(rte_dir, tok, monkeypatch):
     assert second.stats == first.stats
     make_dm(RTE, rte_dir, tok, max_length=1000).setup("fit")
     assert len(calls) == 2  # another max_length is another cache entry (train and dev)
+    monkeypatch.setattr(datamodules.glue, "NLI_WORDS", ("yes", "no"))  # a module constant...
+    monkeypatch.setattr(RTE, "label_words", datamodules.glue.NLI_WORDS)  # ...as RTE sees it
+    make_dm(RTE, rte_dir, tok).setup("fit")
+    assert len(calls) == 4  # other label words, other entry
+    make_dm(RTE, rte_dir, tok, max_new_tokens=3).setup("fit")
+    assert len(calls) == 4  # the generation length does not change the examples
+
+
+def test_a_damaged_cache_file_is_rebuilt(rte_dir, tok):
+    make_dm(RTE, rte_dir, tok).setup("fit")
+    files = sorted((rte_dir / ".cache" / "rte").glob("*.npz"))
+    assert files
+    for path in files:
+        path.write_bytes(path.read_bytes()[:100])  # truncated, as by a crash
+    again = make_dm(RTE, rte_dir, tok)
+    again.setup("fit")
+    assert len(again.split_examples("train")) == 6
 
 
 def test_hparams_tokenizer_and_accumulation(monkeypatch):
