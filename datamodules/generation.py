@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from datamodules.base import TaskDataModule
 from datamodules.encoding import RawRow
 from datamodules.errors import RowProblem
-
-_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$")
+from parade_lightning.metrics.gsm8k import extract_gsm8k_number, parse_number
 
 
 def gsm8k_answer_number(answer: str) -> str | None:
-    """The final answer of a GSM8K solution: the text after ``####``, commas removed."""
-    match = _GSM8K_FINAL.search(answer.strip())
-    return match.group(1).replace(",", "").strip() if match else None
+    """The gold final answer: the number on the ``#### <number>`` line, read by the metric's
+    own parser (so every kept row can be scored); None without such a line or number."""
+    if "####" not in answer:
+        return None
+    number = extract_gsm8k_number(answer)
+    return number if number is not None and parse_number(number) is not None else None
 
 
 class E2E(TaskDataModule):

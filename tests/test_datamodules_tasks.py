@@ -147,6 +147,7 @@ def test_e2e_groups_eval_by_mr(tmp_path, tok):
 def test_gsm8k_answer_number_and_bad_answer(tmp_path, tok):
     assert gsm8k_answer_number("so\n#### 1,234") == "1234"
     assert gsm8k_answer_number("no final line") is None
+    assert gsm8k_answer_number("so\n#### $1,000.") == "1000"  # as the metric reads answers
     write_jsonl(tmp_path, "gsm8k", "test", [{"question": "q", "answer": "42"}])
     with pytest.raises(D.BadRowError, match="'answer'"):
         make_dm(D.GSM8K, tmp_path, tok).setup("test")
