@@ -164,6 +164,12 @@ class PeftMethod:
     def class_path(self) -> str:
         return f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def to_config(self) -> dict[str, Any]:
+        """``{"class_path", "init_args"}`` as plain data (tuples as lists), the form configs,
+        checkpoints and adapter files hold and :func:`method_from_config` reads."""
+        init_args = {k: list(v) if isinstance(v, tuple) else v for k, v in self.config().items()}
+        return {"class_path": self.class_path(), "init_args": init_args}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"

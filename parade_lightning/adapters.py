@@ -44,9 +44,9 @@ def save_adapter(model: nn.Module, out_dir: str | Path, backbone: str | None = N
     config = {
         "format": FORMAT, "version": 1, "backbone": backbone,
         "model_type": model.config.model_type,
-        "method": {"class_path": method.class_path(), "init_args": method.config()},
+        "method": method.to_config(),
     }
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2, default=list))
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     return out
 
 

@@ -70,10 +70,7 @@ class PeftLitModule(L.LightningModule):
             raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.method = method_from_config(method) if method is not None else Parade()
         self.save_hyperparameters(ignore=["method"])
-        # Lists, not tuples: hparams go to checkpoints, hparams.yaml and TensorBoard as plain data.
-        init_args = {k: list(v) if isinstance(v, tuple) else v
-                     for k, v in self.method.config().items()}
-        self.hparams["method"] = {"class_path": self.method.class_path(), "init_args": init_args}
+        self.hparams["method"] = self.method.to_config()  # plain data for checkpoints and logs
         self.model, self.tokenizer = load_backbone(backbone, dtype=backbone_dtype)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

@@ -59,7 +59,6 @@ class MultiTenantModel:
             raise ValueError("pass the bare backbone; MultiTenantModel attaches the method")
         self.model, self.tokenizer, self.backbone = model.eval(), tokenizer, backbone
         self.method: PeftMethod | None = None
-        self._method_config: dict | None = None
         self._states: dict[str, dict[str, torch.Tensor]] = {}
         self._bank: dict[str, torch.Tensor] | None = None
 
@@ -84,16 +83,15 @@ class MultiTenantModel:
                 f"tenant {name!r}: adapter {adapter.source} was trained on backbone "
                 f"{adapter.backbone!r}, this model serves {self.backbone!r}"
             )
-        config = {"class_path": adapter.method["class_path"],
-                  "init_args": dict(adapter.method.get("init_args", {}))}
+        method = method_from_config(adapter.method)  # defaults filled in, short names resolved
         if self.method is None:
-            method = method_from_config(config)
             method.attach(self.model)
-            self.method, self._method_config = method, config
-        elif _normalise(config) != _normalise(self._method_config):
+            self.method = method
+        elif method.to_config() != self.method.to_config():
             raise ValueError(
-                f"tenant {name!r} uses {config}, but this model serves {self._method_config}; "
-                "mixing method kinds or configurations in one model is not supported"
+                f"tenant {name!r} uses {method.to_config()}, but this model serves "
+                f"{self.method.to_config()}; mixing method kinds or configurations in one model "
+                "is not supported"
             )
         own = dict(self.method.named_adapter_parameters(self.model))
         self.method.check_adapter_state(own, adapter.state)  # raises before anything changes
@@ -109,13 +107,16 @@ class MultiTenantModel:
             }
         return self._bank
 
-    def rows_for(self, tenants: Sequence[str], expand: int = 1) -> dict[str, torch.Tensor]:
-        """Per-row weights for a batch: ``{param: (len(tenants) * expand, *shape)}``."""
-        known = self.tenants
+    def _check_tenants(self, tenants: Sequence[str]) -> None:
         unknown = sorted({t for t in tenants if t not in self._states})
         if unknown:
-            raise KeyError(f"unknown tenants {unknown}; registered: {known}")
-        index = torch.tensor([known.index(t) for t in tenants]).repeat_interleave(expand)
+            raise KeyError(f"unknown tenants {unknown}; registered: {self.tenants}")
+
+    def rows_for(self, tenants: Sequence[str], expand: int = 1) -> dict[str, torch.Tensor]:
+        """Per-row weights for a batch: ``{param: (len(tenants) * expand, *shape)}``."""
+        self._check_tenants(tenants)
+        position = {name: i for i, name in enumerate(self._states)}  # the bank's row order
+        index = torch.tensor([position[t] for t in tenants]).repeat_interleave(expand)
         return {
             k: bank.index_select(0, index.to(bank.device)) for k, bank in self._stacked().items()
         }
@@ -130,7 +131,7 @@ class MultiTenantModel:
             raise ValueError(f"{len(prompts)} prompts but {len(tenants)} tenants")
         if self.method is None:
             raise ValueError("no tenant registered; call add_tenant first")
-        self.rows_for(tenants)  # validate every tenant before generating anything
+        self._check_tenants(tenants)  # every tenant, before generating anything
         expand = max(generate_kwargs.get("num_beams", 1),
                      generate_kwargs.get("num_return_sequences", 1))
         texts: list[str] = []
@@ -140,10 +141,3 @@ class MultiTenantModel:
                 texts += generate(self.model, self.tokenizer, prompts[chunk],
                                   batch_size=batch_size, progress=False, **generate_kwargs)
         return texts
-
-
-def _normalise(config: dict) -> tuple:
-    """Compare method configs after defaults are filled in (short or dotted class paths)."""
-    method = method_from_config(config)
-    args = {k: tuple(v) if isinstance(v, list) else v for k, v in method.config().items()}
-    return type(method).__name__, tuple(sorted(args.items()))
