@@ -175,6 +175,28 @@ class PeftMethod:
         return f"{type(self).__name__}({args})"
 
 
+def scatter_scale(
+    out_features: int, parts: list[tuple[torch.Tensor | None, torch.Tensor]]
+) -> torch.Tensor:
+    """One scale over a host module's whole output from per-role vectors.
+
+    Args:
+        out_features: the host's output width.
+        parts: ``(channels, vector)`` per role; ``vector`` is ``(..., width)`` and lands on
+            ``channels`` of the output (a lone part with ``None`` channels is the whole output).
+
+    Returns:
+        ``(..., out_features)``: the vectors on their channels, ones on untargeted channels.
+    """
+    if len(parts) == 1 and parts[0][0] is None:
+        return parts[0][1]
+    first = parts[0][1]
+    full = first.new_ones(*first.shape[:-1], out_features)  # (..., out)
+    for channels, vector in parts:
+        full = full.index_copy(-1, channels, vector)
+    return full
+
+
 def rescale(hidden: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``hidden * scale``; in place when no gradient is tracked (inference, decoding).
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod, rescale
+from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale
 from parade_lightning.architectures import Site, find_sites, sites_by_module
 
 
@@ -51,6 +51,8 @@ class IA3Adapter(AdapterModule):
                 self.z[site.role] = nn.Parameter(seed)
                 self.P[site.role] = nn.Parameter(torch.zeros(dim, width, device=device))
         self._cached: tuple[list, torch.Tensor, list[int]] | None = None
+        # one plain vector over the whole output: nothing to compute, so nothing to cache
+        self._direct = dim is None and len(self.roles) == 1 and self.channels(host.role) is None
         if feedforward:
             self.hook_input(host.module, self._scale_input)
         else:
@@ -69,7 +71,7 @@ class IA3Adapter(AdapterModule):
         Without autograd the result is cached until a parameter changes (version counter) or
         is swapped (multi-tenant rows): decode steps then skip ``1 + z P`` and the scatter.
         """
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self._direct:
             return self._scale()
         tensors = self._vectors_parameters()
         versions = [t._version for t in tensors]
@@ -88,13 +90,8 @@ class IA3Adapter(AdapterModule):
         return [t for role in self.roles for t in (self.z[role], self.P[role])]
 
     def _scale(self) -> torch.Tensor:
-        if len(self.roles) == 1 and self.channels(self.roles[0]) is None:
-            return self.vector(self.roles[0])
-        vectors = [self.vector(role) for role in self.roles]  # each (..., width)
-        full = vectors[0].new_ones(*vectors[0].shape[:-1], self.out_features)  # (..., out)
-        for role, vector in zip(self.roles, vectors, strict=True):
-            full = full.index_copy(-1, self.channels(role), vector)
-        return full
+        parts = [(self.channels(role), self.vector(role)) for role in self.roles]
+        return scatter_scale(self.out_features, parts)  # (..., out)
 
     def _scale_output(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
         # (out,) broadcasts over (B, T, out); per-row (B, out) vectors become (B, 1, out)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod, rescale, uniform_with_std
+from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale, uniform_with_std
 from methods.poolers import POOLERS, check_mask
 from parade_lightning.architectures import (
     Site,
@@ -88,15 +88,16 @@ class ParadeLayer(AdapterModule):
             method.init_std, device,
         )
         object.__setattr__(self, "_state", state)  # shared, not a submodule
-        self.hosts: list[tuple[str, int, list[tuple[int, torch.Tensor | None]]]] = []
+        # per host module: its output width and the (start, stop, role) slices of l it takes
+        self.hosts: list[tuple[int, list[tuple[int, int, str]]]] = []
         offsets = torch.tensor([0, *self.widths]).cumsum(0).tolist()
-        for i, (name, group) in enumerate(sites_by_module(sites).items()):
+        for i, group in enumerate(sites_by_module(sites).values()):
             parts = []
             for s in group:
                 k = self.roles.index(s.role)
-                self.set_channels(f"{i}_{s.role}", s.channels)
+                self.set_channels(s.role, s.channels)  # a role is in one host of a layer
                 parts.append((offsets[k], offsets[k + 1], s.role))
-            self.hosts.append((name, group[0].out_features, parts))
+            self.hosts.append((group[0].out_features, parts))
             self.hook_output(group[0].module, functools.partial(self._scale_output, i))
         self.scales: list[torch.Tensor] | None = None
         self.last_vectors: torch.Tensor | None = None
@@ -131,14 +132,9 @@ class ParadeLayer(AdapterModule):
 
     def _host_scale(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
         """Scale over the whole host output: the role slices of ``l``, ones elsewhere."""
-        _, out_features, parts = self.hosts[i]
-        if len(parts) == 1 and self.channels(f"{i}_{parts[0][2]}") is None:
-            start, stop, _ = parts[0]
-            return vectors[:, None, start:stop]  # (B, 1, width)
-        full = vectors.new_ones(vectors.shape[0], out_features)  # (B, out)
-        for start, stop, role in parts:
-            full = full.index_copy(1, self.channels(f"{i}_{role}"), vectors[:, start:stop])
-        return full[:, None, :]  # (B, 1, out)
+        out_features, parts = self.hosts[i]
+        slices = [(self.channels(role), vectors[:, start:stop]) for start, stop, role in parts]
+        return scatter_scale(out_features, slices)[:, None, :]  # (B, 1, out)
 
     # ------------------------------------------------------------- applying them (eqs. 4-5)
     def _scale_output(
