@@ -107,9 +107,9 @@ class PeftMethod:
         """The installed adapter modules with their full names (outermost only)."""
         found: list[tuple[str, AdapterModule]] = []
         for name, module in model.named_modules():
-            if isinstance(module, AdapterModule) and not any(
-                name.startswith(prefix + ".") for prefix, _ in found
-            ):
+            # pre-order: an adapter nested in another comes right after it, among its children
+            inside = found and name.startswith(found[-1][0] + ".")
+            if isinstance(module, AdapterModule) and not inside:
                 found.append((name, module))
         return found
 

@@ -110,3 +110,18 @@ def test_ia3_on_fused_module_scales_only_its_roles():
     base(input_ids=ids, attention_mask=attention)
     h1.remove(), h2.remove()
     assert torch.equal(seen["out"][..., site.channels], seen_base["out"][..., site.channels])
+
+
+@pytest.mark.parametrize(("arch", "method_id"), CASES)
+def test_removing_the_hooks_gives_the_backbone_back(arch, method_id):
+    base, _ = tiny(arch)
+    model, method = attached(arch, method_id)
+    perturb(model)
+    ids, attention, prompt = toy_batch()
+    expected = base(input_ids=ids, attention_mask=attention).logits
+    assert not torch.equal(run(model, ids, attention, prompt).logits, expected)
+    for _, adapter in method.adapters(model):
+        for module in adapter.modules():
+            if hasattr(module, "remove_hooks"):
+                module.remove_hooks()
+    assert torch.equal(model(input_ids=ids, attention_mask=attention).logits, expected)
