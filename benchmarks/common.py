@@ -278,6 +278,28 @@ def goal_lines(goals: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- measuring rows
+
+
+def warm_up(call: Callable[[], Any], device: torch.device, times: int) -> dict[str, Any]:
+    """Run ``call`` ``times`` times (at least once) untimed; the first call's peak memory."""
+    memory = PeakMemory(device)
+    memory.start()
+    call()
+    peak = memory.stop()
+    for _ in range(times - 1):
+        call()
+    return peak
+
+
+def rotated_rounds(items: Sequence[Any], repeats: int) -> Iterator[Any]:
+    """Every item once per round, each round starting one further, so that a drift in the
+    machine's background load hits all rows alike instead of a few."""
+    for r in range(repeats):
+        start = r % len(items)
+        yield from [*items[start:], *items[:start]]
+
+
 # ----------------------------------------------------------------------------- script scaffolding
 
 

@@ -57,7 +57,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from benchmarks import inference_rows as rows_lib  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    PeakMemory,
     add_common_arguments,
     fill_defaults,
     finish_machine_info,
@@ -70,10 +69,13 @@ from benchmarks.common import (  # noqa: E402
     publish,
     resolve_device,
     resolve_dtype_name,
+    rotated_rounds,
     summarize,
     synchronize,
     torch_threads,
+    warm_up,
 )
+from datamodules.templates import render_prompt  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
 
 NEWS_INSTRUCTION = (
@@ -112,10 +114,7 @@ def build_prompt(
     *last* tokens, so the assistant marker stays where generation starts.
     """
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": NEWS_INSTRUCTION}], tokenize=False,
-            add_generation_prompt=True,
-        )
+        text = render_prompt(tokenizer, "tokenizer", NEWS_INSTRUCTION)
         ids, how = tokenizer(text, add_special_tokens=False)["input_ids"], "chat template"
     else:
         unit = tokenizer(NEWS_INSTRUCTION + "\n\n", add_special_tokens=False)["input_ids"]
@@ -235,18 +234,11 @@ def run_benchmark(args: argparse.Namespace, device: torch.device, dtype: str) ->
     schedule = sorted(tasks, key=lambda t: (t.spec.mode != "single", t.batch * t.beams,
                                             t.batch, t.beams, t.tenants or 0))
     for task in schedule:  # warm-up; the first call's peak memory is the row's
-        memory = PeakMemory(device)
-        memory.start()
-        task.call(device)
-        task.memory = memory.stop()
-        for _ in range(args.warmup - 1):
-            task.call(device)
-    # timed rounds: every task once per round, starting one further each round, so that a
-    # change in the machine's background load hits all rows alike instead of a few
-    for r in range(args.repeats):
-        for task in schedule[r % len(schedule):] + schedule[: r % len(schedule)]:
-            task.timed_call(device, args.new_tokens)
-        print(f"round {r + 1}/{args.repeats} done", flush=True)
+        task.memory = warm_up(lambda t=task: t.call(device), device, args.warmup)
+    for n, task in enumerate(rotated_rounds(schedule, args.repeats), start=1):
+        task.timed_call(device, args.new_tokens)
+        if n % len(schedule) == 0:
+            print(f"round {n // len(schedule)}/{args.repeats} done", flush=True)
     results = [task.result(args.new_tokens) for task in tasks]
     for r in results:
         print(f"  {r['label']:34s} batch {r['batch_size']} beams {r['num_beams']} tenants "

@@ -50,7 +50,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    PeakMemory,
     add_common_arguments,
     count_adapter_parameters,
     fill_defaults,
@@ -64,10 +63,12 @@ from benchmarks.common import (  # noqa: E402
     perturb_adapters,
     publish,
     resolve_device,
+    rotated_rounds,
     shared_copy,
     summarize,
     synchronize,
     torch_threads,
+    warm_up,
 )
 from methods import IA3, LoRA, PaperIA3, Parade, PeftMethod  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
@@ -168,18 +169,10 @@ def run_precision(
                      "autocast": str(autocast).removeprefix("torch.") if autocast else None,
                      "adapter_parameters": count_adapter_parameters(model)})
     for row, step in zip(rows, steps, strict=True):  # the first warm-up step measures memory
-        memory = PeakMemory(device)
-        memory.start()
-        step()
-        row["memory"] = memory.stop()
-        for _ in range(args.warmup - 1):
-            step()
-    # every row once per round, rotating, so background load drifts hit all rows alike
+        row["memory"] = warm_up(step, device, args.warmup)
     samples: list[list[dict[str, float]]] = [[] for _ in rows]
-    order = list(range(len(rows)))
-    for r in range(args.repeats):
-        for i in order[r % len(order):] + order[: r % len(order)]:
-            samples[i].append(steps[i]())
+    for i in rotated_rounds(range(len(rows)), args.repeats):
+        samples[i].append(steps[i]())
     for row, got in zip(rows, samples, strict=True):
         row.update({k: summarize([s[k] for s in got]) for k in ("step_s", *PHASES)})
         row["samples"] = {"step_s": [round(s["step_s"], 5) for s in got]}
@@ -189,15 +182,15 @@ def run_precision(
 
 def run_benchmark(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    loaded: dict[str, nn.Module] = {}
+    model, loaded = None, None  # one backbone in memory at a time
     for precision in args.precisions:
         weights = PRECISIONS[precision][0]
-        if weights not in loaded:
-            loaded.clear()  # keep one backbone in memory at a time
+        if weights != loaded:
+            model = None  # drop the previous backbone before loading the next
             gc.collect()
             model, _ = load_backbone(args.backbone, dtype=weights)
-            loaded[weights] = model.requires_grad_(False).to(device)
-        rows += run_precision(loaded[weights], precision, args, device)
+            model, loaded = model.requires_grad_(False).to(device), weights
+        rows += run_precision(model, precision, args, device)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
