@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from parade_lightning.sweep import budget as budget_module
-from parade_lightning.sweep.spec import AxisValue, Sweep, SweepError
+from parade_lightning.sweep.spec import AxisValue, Sweep, SweepError, _is_placeholder
 
 #: Entry point the runner executes (the ``parade`` console script's module).
 CLI_MODULE = "parade_lightning.cli"
@@ -141,7 +141,7 @@ def run_id_of(values: dict[str, AxisValue]) -> str:
 def _make_run(sweep: Sweep, index: int, values: dict[str, AxisValue], solve: bool) -> Run:
     configs: list[str] = []
     for entry in sweep.configs:
-        axis = entry[1:-1] if entry.startswith("{") and entry.endswith("}") else None
+        axis = entry[1:-1] if _is_placeholder(entry) else None
         if axis is None:
             configs.append(entry)
         elif axis in values:
