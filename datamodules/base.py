@@ -127,25 +127,35 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
 
     # ------------------------------------------------------------------ loading
 
+    def _local_path(self, split: str) -> Path | None:
+        """The local file of a derived split's source (None: no data folder, use the hub)."""
+        root, origin = src.resolve_data_dir(self.hparams.data_dir)
+        if root is None:
+            return None
+        folder, source = self.folder or self.task, self.source_of(split)
+        path = src.local_file(root, folder, source)
+        if path is None:
+            hub = self.hub_path and f"{self.hub_path} ({self.hub_name or 'default'})"
+            raise src.missing_local_error(self.task, split, root, folder, source, origin, hub)
+        return path
+
     def _source(self, split: str) -> tuple[Any, str]:
         """The source dataset of a derived split and its fingerprint (memoised)."""
         source = self.source_of(split)
         if source not in self._sources:
-            root, origin = src.resolve_data_dir(self.hparams.data_dir)
-            if root is not None:
-                folder = self.folder or self.task
-                path = src.local_file(root, folder, source)
-                if path is None:
-                    hub = self.hub_path and f"{self.hub_path} ({self.hub_name or 'default'})"
-                    raise src.missing_local_error(
-                        self.task, split, root, folder, source, origin, hub
-                    )
+            path = self._local_path(split)
+            if path is not None:
                 data = src.load_local(path, self._cache_root() / "hf_json")
                 self._sources[source] = (data, src.local_fingerprint(path))
             else:
                 data = src.load_hub(self.task, split, self.hub_path, self.hub_name, source)
                 self._sources[source] = (data, f"hub:{getattr(data, '_fingerprint', '')}")
         return self._sources[source]
+
+    def _fingerprint(self, split: str) -> str:
+        """The source's identity; a local file's comes from its metadata, without loading it."""
+        path = self._local_path(split)
+        return src.local_fingerprint(path) if path is not None else self._source(split)[1]
 
     def _cache_root(self) -> Path:
         if self.hparams.cache_dir:
@@ -205,16 +215,18 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         if split in self._examples:
             return self._examples[split]
         self._check_split(split)
-        data, fingerprint = self._source(split)
-        indices = src.split_indices(
-            self.split_rule, split, len(data), self.hparams.seed,
-            self.holdout_size(len(data)), self.task,
-        )
-        path = self._cache_path(split, fingerprint) if self.hparams.use_cache else None
+        path = None
+        if self.hparams.use_cache:  # a hit needs neither the rows nor the split indices
+            path = self._cache_path(split, self._fingerprint(split))
         cached = cache_io.load_split(path) if path is not None else None
         if cached is not None:
             examples, stats = cached
         else:
+            data, _ = self._source(split)
+            indices = src.split_indices(
+                self.split_rule, split, len(data), self.hparams.seed,
+                self.holdout_size(len(data)), self.task,
+            )
             source = self.source_of(split)
             raw = [
                 enc.RawRow(source, i, row)

@@ -203,9 +203,13 @@ def test_cache_is_reused_and_keyed(rte_dir, tok, monkeypatch):
     monkeypatch.setattr(
         datamodules.encoding, "encode_rows", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
+    loads = []
+    real_load = datamodules.sources.load_local
+    monkeypatch.setattr(datamodules.sources, "load_local",
+                        lambda *a, **k: loads.append(1) or real_load(*a, **k))
     second = make_dm(RTE, rte_dir, tok)
     second.setup("fit")
-    assert not calls
+    assert not calls and not loads  # a cache hit reads neither the rows nor tokenises
     assert second.split_examples("dev") == first.split_examples("dev")
     assert second.stats == first.stats
     make_dm(RTE, rte_dir, tok, max_length=1000).setup("fit")
