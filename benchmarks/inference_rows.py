@@ -21,8 +21,8 @@ from transformers import PreTrainedTokenizerBase
 
 from benchmarks.common import count_adapter_parameters, perturb_adapters, shared_copy
 from methods import IA3, LoRA, PaperIA3, Parade, PeftMethod, export_peft
+from methods.adapter_files import AdapterFile
 from parade_lightning import generate
-from parade_lightning.adapters import AdapterFile
 from parade_lightning.multitenant import MultiTenantModel
 
 SINGLE: dict[str, str] = {

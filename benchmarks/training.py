@@ -113,8 +113,8 @@ def make_step(
     params = [p for _, p in method.named_adapter_parameters(model)] if method else []
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0) if params else None
     inputs = {k: batch[k] for k in ("attention_mask", "labels")}
-    if method is not None and method.conditions_on_prompt:
-        inputs["prompt_mask"] = batch["prompt_mask"]
+    if method is not None:
+        inputs.update(method.forward_inputs(batch))
     embed = model.get_input_embeddings()
 
     def cast() -> contextlib.AbstractContextManager:

@@ -5,11 +5,11 @@ and best-adapter checkpointing (``ModelCheckpoint(monitor="val/loss")``) are Lig
 these add generation metrics, the parameter-budget report, test files and PARADE diagnostics.
 """
 
-from callbacks.budget import ParameterBudgetReport
+from callbacks.budget_report import ParameterBudgetReport
 from callbacks.generation_eval import DevGenerationEval
 from callbacks.mt_bench import MTBenchWriter
 from callbacks.parade_diagnostics import ParadeDiagnostics, parade_statistics
-from callbacks.test_report import PredictionWriter, TestReport
+from callbacks.result_files import PredictionWriter, TestReport
 
 __all__ = [
     "DevGenerationEval", "MTBenchWriter", "ParameterBudgetReport", "ParadeDiagnostics",

@@ -2,8 +2,9 @@
 
 Lightning's ``val_check_interval: 200`` decides *when*; this callback adds what the loss
 alone does not tell: it generates answers for a sample of the dev set (greedy, as the paper's
-dev protocol), scores them with the task's metric (appendix B.7), logs ``val/<metric>`` and
-writes a few generations to TensorBoard as text.
+dev protocol) and hands them to the module's one scoring step
+(:meth:`parade_lightning.PeftLitModule.score_rows`, shared with ``test``), which logs
+``val/<metric>``; a few generations go to TensorBoard as text.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from parade_lightning.metrics import score
 
-
-def _markdown_samples(rows: list[tuple[str, str, str]]) -> str:
+def _markdown_samples(rows: list[dict]) -> str:
     lines = ["| prompt (end) | generated | gold |", "|---|---|---|"]
-    for prompt, text, gold in rows:
-        cells = [c.replace("|", "\\|").replace("\n", " ") for c in (prompt[-200:], text, gold)]
+    for row in rows:
+        cells = [str(c or "").replace("|", "\\|").replace("\n", " ")
+                 for c in (row["prompt"][-200:], row["prediction"], row["gold"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -43,22 +43,16 @@ class DevGenerationEval(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
-        metric = getattr(datamodule, "metric", None)
-        if trainer.sanity_checking or metric is None:
+        if trainer.sanity_checking or getattr(datamodule, "metric", None) is None:
             return
         examples = datamodule.dev_examples(limit=self.num_examples)
         length = {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens else {}
-        texts = pl_module.generate([e["prompt_ids"] for e in examples], num_beams=self.num_beams,
-                                   batch_size=self.batch_size, progress=None, **length)
-        result = score(metric, texts, [e["targets"] for e in examples])
-        pl_module.log(f"val/{metric}", result.value, prog_bar=True)
-        for key, value in result.extras.items():
-            pl_module.log(f"val/{key}", value)
-        rows = [
-            (pl_module.tokenizer.decode(e["prompt_ids"]), t, e["targets"].get("text", ""))
-            for e, t in zip(examples[: self.num_text_samples], texts, strict=False)
-        ]
+        rows = pl_module.generate_rows(
+            [e["prompt_ids"] for e in examples], [e["targets"] for e in examples],
+            num_beams=self.num_beams, batch_size=self.batch_size, progress=None, **length)
+        pl_module.score_rows("val", rows)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_text("val/generations", _markdown_samples(rows),
+                logger.experiment.add_text("val/generations",
+                                           _markdown_samples(rows[: self.num_text_samples]),
                                            global_step=trainer.global_step)

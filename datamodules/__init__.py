@@ -12,7 +12,7 @@ this file and in :mod:`datamodules.collate`, :mod:`datamodules.sources` and
 Adding a task (say MRPC) is one short class, in a new module of this package or anywhere::
 
     # datamodules/mrpc.py
-    from datamodules.base import TaskDataModule
+    from datamodules.task_datamodule import TaskDataModule
 
     class MRPC(TaskDataModule):
         \"\"\"MRPC. Split: 1,000 train rows (seeded) are dev, validation is test.\"\"\"
@@ -27,8 +27,8 @@ Adding a task (say MRPC) is one short class, in a new module of this package or 
         max_new_tokens = 5
 
 Template placeholders are the hub's field names. Override ``prompt_fields`` / ``query`` /
-``response`` / ``targets`` / ``group_rows`` (see :class:`datamodules.spec.TaskSpec`) only when a
-task needs more than that. Modules of this package are imported automatically and their task
+``response`` / ``targets`` / ``group_rows`` (see :class:`datamodules.task_spec.TaskSpec`) only
+when a task needs more than that. Modules of this package are imported automatically and their task
 classes exported here (``datamodules.MRPC``); a class defined elsewhere works through its own
 ``class_path`` in a YAML (``class_path: mypkg.MRPC``). Add ``configs/tasks/mrpc.yaml`` to use it
 from the CLI.
@@ -39,7 +39,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from datamodules.base import TaskDataModule
 from datamodules.errors import (
     BadRowError,
     DataSourceError,
@@ -47,10 +46,11 @@ from datamodules.errors import (
     RowProblem,
     StageNotSupportedError,
 )
-from datamodules.generation import E2E, GSM8K
+from datamodules.generation_tasks import E2E, GSM8K
 from datamodules.glue import QNLI, RTE, SST2
 from datamodules.instruct import Alpaca, MTBench
 from datamodules.superglue import COPA, BoolQ, ReCoRD, SQuAD
+from datamodules.task_datamodule import TaskDataModule
 from datamodules.wikisql import WikiSQL
 
 for _module in pkgutil.iter_modules(__path__):  # pick up task modules added later

@@ -12,24 +12,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datamodules.errors import BadRowError, RowProblem
+from datamodules.task_spec import RawRow, TaskSpec
 from datamodules.templates import eos_id, render_prompt
-
-if TYPE_CHECKING:
-    from datamodules.base import TaskDataModule
 
 _CHUNK = 1024  # rows tokenised per batch call
 
 
-@dataclass
-class RawRow:
-    """One raw row and where it came from (for error messages)."""
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How rows become token ids: what the datamodule's arguments say, nothing else."""
 
-    source: str
-    row: int
-    data: dict[str, Any]
+    tokenizer: Any
+    chat_style: str
+    max_length: int
+    on_bad_row: str = "raise"
 
 
 @dataclass
@@ -74,9 +73,10 @@ def _cut(text: str, end: int) -> str:
 
 
 def fit_prompt(
-    dm: TaskDataModule, fields: dict[str, str], prompt_ids: list[int], n_response: int
+    task: TaskSpec, options: EncodeOptions, fields: dict[str, str], prompt_ids: list[int],
+    n_response: int,
 ) -> tuple[list[int], bool]:
-    """Make ``prompt_ids + response`` fit ``max_length`` by shortening ``dm.truncate_field``.
+    """Make ``prompt_ids + response`` fit ``max_length`` by shortening ``task.truncate_field``.
 
     Returns:
         ``(prompt_ids, truncated)``.
@@ -84,16 +84,16 @@ def fit_prompt(
     Raises:
         RowProblem: the response alone is too long, or the prompt cannot be shortened enough.
     """
-    max_length = dm.hparams.max_length
+    max_length = options.max_length
     excess = len(prompt_ids) + n_response - max_length
     if excess <= 0:
         return prompt_ids, False
     if n_response >= max_length:
         raise RowProblem(
-            dm.response_source,
+            task.response_source,
             f"the response has {n_response} tokens (with EOS), max_length is {max_length}",
         )
-    name = dm.truncate_field
+    name = task.truncate_field
     others = ", ".join(f for f in fields if f != name) or "prompt"
     if name is None or not fields.get(name):
         raise RowProblem(
@@ -101,7 +101,7 @@ def fit_prompt(
             f"prompt ({len(prompt_ids)} tokens) + response ({n_response}) exceed max_length "
             f"{max_length} and there is no (non-empty) context field to shorten",
         )
-    tok, text = dm.tokenizer, fields[name]
+    tok, text = options.tokenizer, fields[name]
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     keep = len(offsets) - excess
@@ -109,7 +109,7 @@ def fit_prompt(
         if keep <= 0:
             break
         cut = fields | {name: _cut(text, offsets[keep - 1][1])}
-        prompt_ids = _tokenize(tok, [render_prompt(tok, dm.hparams.chat_style, dm.query(cut))])[0]
+        prompt_ids = _tokenize(tok, [render_prompt(tok, options.chat_style, task.query(cut))])[0]
         excess = len(prompt_ids) + n_response - max_length
         if excess <= 0:
             return prompt_ids, True
@@ -122,12 +122,13 @@ def fit_prompt(
 
 
 def encode_rows(
-    dm: TaskDataModule, split: str, rows: list[RawRow], split_rows: int
+    task: TaskSpec, options: EncodeOptions, split: str, rows: list[RawRow], split_rows: int
 ) -> tuple[list[dict[str, Any]], SplitStats]:
     """Turn raw rows into examples (``prompt_ids``, ``response_ids``, ``targets``, ``index``...).
 
     Args:
-        dm: the task datamodule (templates, hooks, tokenizer, hparams).
+        task: the task's declarations and row hooks (template, fields, verbaliser…).
+        options: tokenizer, chat style, length limit and bad-row policy.
         split: derived split name, for messages.
         rows: the rows of the split (after grouping and subsetting).
         split_rows: size of the full split, for the stats.
@@ -136,32 +137,33 @@ def encode_rows(
         ``(examples, stats)``; examples are re-indexed ``0..n-1`` after dropped rows.
     """
     stats = SplitStats(split_rows=split_rows, rows=len(rows))
-    policy = dm.hparams.on_bad_row
+    policy = options.on_bad_row
 
     def bad(raw: RawRow, problem: RowProblem) -> None:
         if policy != "skip":
-            raise BadRowError(dm.task, split, raw.source, raw.row, problem.field, problem.reason)
+            raise BadRowError(task.task, split, raw.source, raw.row, problem.field, problem.reason)
         stats.dropped += 1
         stats.dropped_by_field[problem.field] += 1
 
     prepared: list[tuple[RawRow, dict[str, str], str, dict[str, Any]]] = []
     for raw in rows:
         try:
-            fields = dm.prompt_fields(raw.data)
-            response = dm.response(raw.data)
-            prepared.append((raw, fields, response, dm.targets(raw.data, response)))
+            fields = task.prompt_fields(raw.data)
+            response = task.response(raw.data)
+            prepared.append((raw, fields, response, task.targets(raw.data, response)))
         except RowProblem as problem:
             bad(raw, problem)
 
-    tok, style = dm.tokenizer, dm.hparams.chat_style
-    prompts = _tokenize(tok, [render_prompt(tok, style, dm.query(p[1])) for p in prepared])
-    responses = _tokenize(tok, [p[2] for p in prepared]) if dm.has_response else []
+    tok, style = options.tokenizer, options.chat_style
+    prompts = _tokenize(tok, [render_prompt(tok, style, task.query(p[1])) for p in prepared])
+    responses = _tokenize(tok, [p[2] for p in prepared]) if task.has_response else []
     eos = eos_id(tok)
     examples: list[dict[str, Any]] = []
     for i, (raw, fields, _, targets) in enumerate(prepared):
-        response_ids = responses[i] + [eos] if dm.has_response else []
+        response_ids = responses[i] + [eos] if task.has_response else []
         try:
-            prompt_ids, truncated = fit_prompt(dm, fields, prompts[i], len(response_ids))
+            prompt_ids, truncated = fit_prompt(task, options, fields, prompts[i],
+                                               len(response_ids))
         except RowProblem as problem:
             bad(raw, problem)
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datamodules.base import TaskDataModule
+from datamodules.task_datamodule import TaskDataModule
 
 NLI_QUESTION = "Are sentence 1 and sentence 2 have entailment relation or not?"  # paper's wording
 NLI_WORDS = ("entailment", "not entailment")  # GLUE ids: 0 = entailment, 1 = not_entailment

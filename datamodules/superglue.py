@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodules.base import TaskDataModule
 from datamodules.errors import RowProblem
+from datamodules.task_datamodule import TaskDataModule
 
 QA_TEMPLATE = "Context:\n{}\nQuestion:\n{}"  # appendix C, ReCoRD and SQuAD: [context], [query]
 

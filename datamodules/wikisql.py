@@ -7,7 +7,7 @@ Appendix C gives the prompt but not the format of ``[table_info]`` or ``[target]
 * ``[target]``: an executable SQLite query built from the hub's structured ``sql`` by the
   execution metric's renderer, e.g.
   ``SELECT COUNT("Player") FROM "table" WHERE "No." = 21 AND "School" = 'Duke'`` (column names
-  as :func:`~parade_lightning.metrics.wikisql_column_names` makes them unique and non-empty,
+  as :func:`~datamodules.metrics.wikisql_column_names` makes them unique and non-empty,
   text literals quoted, numbers bare for ``real`` columns). The hub's ``human_readable``
   string is not valid SQL (unquoted values), hence this choice.
 """
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodules.base import TaskDataModule
 from datamodules.errors import RowProblem
-from parade_lightning.metrics import render_wikisql_query, wikisql_column_names
+from datamodules.metrics import render_wikisql_query, wikisql_column_names
+from datamodules.task_datamodule import TaskDataModule
 
 
 def wikisql_to_sql(sql: dict[str, Any], table: dict[str, Any]) -> str:
     """The training target: the metric's own rendering of the structured query.
 
-    Using :func:`parade_lightning.metrics.render_wikisql_query` keeps the response the model
+    Using :func:`datamodules.metrics.render_wikisql_query` keeps the response the model
     learns identical to the gold query the execution metric runs (same column names, same
     numeric parsing of ``real`` columns).
 

@@ -13,13 +13,13 @@ method's parameters; they are found structurally (``isinstance``), never by name
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from parade_lightning.architectures import ROLES, get_architecture
+from methods.architectures import ROLES, get_architecture
 
 
 class AdapterModule(nn.Module):
@@ -76,16 +76,46 @@ class PeftMethod:
     counting) is shared. Subclasses store each ``__init__`` argument under its own name.
     """
 
-    #: True for methods that need the prompt mask (PARADE); the LightningModule passes
-    #: ``prompt_mask=`` to the model's forward only then.
-    conditions_on_prompt: ClassVar[bool] = False
+    #: Batch keys this method needs in the adapted model's forward besides ``input_ids``,
+    #: ``attention_mask`` and ``labels`` (PARADE: ``("prompt_mask",)``). Callers pass
+    #: ``**method.forward_inputs(batch)``; a root hook installed by :meth:`attach` takes them
+    #: out of the forward's keyword arguments and hands them to :meth:`begin_forward`.
+    batch_keys: ClassVar[tuple[str, ...]] = ()
+
+    #: The ``__init__`` argument that sizes the method (``rank``, ``r``, ``dim``…), which
+    #: budget matching solves; ``None``: a fixed size. See :meth:`sized`.
+    size_knob: ClassVar[str | None] = None
 
     # ---------------------------------------------------------------- to implement
     def install(self, model: nn.Module) -> None:
         """Create the adapter modules and hooks on a frozen ``model``."""
         raise NotImplementedError
 
+    def begin_forward(self, model: nn.Module, kwargs: dict[str, Any],
+                      inputs: dict[str, Any]) -> None:
+        """Called before every forward of the adapted model with the forward's keyword
+        arguments and this method's :attr:`batch_keys` values (``None`` when not given, as in
+        :func:`~parade_lightning.generate`'s decode steps). Default: nothing."""
+
+    @classmethod
+    def sized(cls, init_args: dict[str, Any], value: int) -> dict[str, Any]:
+        """Complete ``init_args`` with the :attr:`size_knob` set to ``value`` (what budget
+        matching counts). Override to keep dependent arguments consistent (LoRA keeps
+        ``alpha / r``, PARADE keeps ``num_capsules`` a divisor of ``rank``)."""
+        if cls.size_knob is None:
+            raise ValueError(f"{cls.__name__} has a fixed size (no size_knob); it cannot be "
+                             "matched to a parameter budget")
+        return {**init_args, cls.size_knob: value}
+
     # ---------------------------------------------------------------- shared
+    def forward_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The extra forward keyword arguments this method needs, taken from ``batch``."""
+        missing = [key for key in self.batch_keys if key not in batch]
+        if missing:
+            raise KeyError(f"{type(self).__name__} needs batch keys {missing}; the batch has "
+                           f"{sorted(batch)}")
+        return {key: batch[key] for key in self.batch_keys}
+
     def attach(self, model: nn.Module) -> nn.Module:
         """Freeze ``model``, install this method's modules in place (fp32) and return it."""
         if getattr(model, "peft_method", None) is not None:
@@ -96,6 +126,8 @@ class PeftMethod:
         get_architecture(model)  # clear error for unsupported model types
         model.requires_grad_(False)
         self.install(model)
+        if self.batch_keys:
+            model.add_module("peft_inputs", ForwardInputs(model, self))
         for _, adapter in self.adapters(model):
             adapter.to(torch.float32)  # bf16 vectors near 1.0 would swallow AdamW updates
             adapter.requires_grad_(True)
@@ -166,13 +198,31 @@ class PeftMethod:
 
     def to_config(self) -> dict[str, Any]:
         """``{"class_path", "init_args"}`` as plain data (tuples as lists), the form configs,
-        checkpoints and adapter files hold and :func:`method_from_config` reads."""
+        checkpoints and adapter files hold and 
+        :func:`methods.registry.method_from_config` reads."""
         init_args = {k: list(v) if isinstance(v, tuple) else v for k, v in self.config().items()}
         return {"class_path": self.class_path(), "init_args": init_args}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+class ForwardInputs(AdapterModule):
+    """Root hook of a method with :attr:`PeftMethod.batch_keys`: takes those keyword arguments
+    out of the model's forward (Hugging Face models would reject them) and passes them, with
+    the remaining keyword arguments, to :meth:`PeftMethod.begin_forward`."""
+
+    def __init__(self, model: nn.Module, method: PeftMethod) -> None:
+        super().__init__(-1)
+        object.__setattr__(self, "_method", method)  # not a submodule
+        self._handles.append(model.register_forward_pre_hook(self._take, with_kwargs=True))
+
+    def _take(self, model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        method: PeftMethod = self._method
+        inputs = {key: kwargs.pop(key, None) for key in method.batch_keys}
+        method.begin_forward(model, kwargs, inputs)
+        return args, kwargs
 
 
 def scatter_scale(
@@ -208,38 +258,6 @@ def rescale(hidden: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled():
         return hidden * scale.to(hidden.dtype)
     return hidden.mul_(scale)
-
-
-def method_from_config(config: PeftMethod | dict[str, Any]) -> PeftMethod:
-    """Build a method from ``{"class_path": "methods.LoRA", "init_args": {...}}`` (or pass one).
-
-    ``class_path`` may be a dotted path or a short name of a class exported by ``methods``.
-    """
-    if isinstance(config, PeftMethod):
-        return config
-    import importlib
-
-    path = config.get("class_path")
-    if not path:
-        raise ValueError(f"a method config needs a class_path, got {config!r}")
-    module_name, _, name = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name or "methods"), name)
-    except (ImportError, AttributeError):
-        raise ValueError(
-            f"unknown method {path!r}; built-in: {', '.join(_builtin_method_names())} "
-            "(or a dotted path to a PeftMethod subclass)"
-        ) from None
-    if not (isinstance(cls, type) and issubclass(cls, PeftMethod)):
-        raise ValueError(f"{path!r} is not a PeftMethod subclass")
-    return cls(**config.get("init_args", {}))
-
-
-def _builtin_method_names() -> list[str]:
-    import methods
-
-    return [n for n in methods.__all__ if isinstance(getattr(methods, n), type)
-            and issubclass(getattr(methods, n), PeftMethod) and n != "PeftMethod"]
 
 
 def uniform_with_std(tensor: torch.Tensor, std: float) -> torch.Tensor:

@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from methods.architectures import weight_out_in
 from methods.ia3 import IA3, IA3Adapter
 from methods.lora import LoRA, LoraAdapter
-from parade_lightning.architectures import weight_out_in
 
 _PREFIX = "base_model.model."
 

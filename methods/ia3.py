@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from methods.architectures import Site, find_sites, sites_by_module
 from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale
-from parade_lightning.architectures import Site, find_sites, sites_by_module
 
 
 class IA3Adapter(AdapterModule):
@@ -112,6 +112,16 @@ class IA3(PeftMethod):
         dim: ``None`` for plain vectors; an int for the paper's budgeted variant
             (appendix E uses ``dim=16`` with ``targets=("q", "k", "u")``, ``feedforward=()``).
     """
+
+    size_knob = "dim"
+
+    @classmethod
+    def sized(cls, init_args: dict, value: int) -> dict:
+        """``dim = value`` for the budgeted variant; plain (IA)³ has one vector per role."""
+        if init_args.get("dim") is None:
+            raise ValueError(f"{cls.__name__} without `dim` has a fixed size (one vector per "
+                             "role); use methods.PaperIA3 or set dim to match a budget")
+        return {**init_args, "dim": value}
 
     def __init__(
         self,

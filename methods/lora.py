@@ -13,14 +13,14 @@ import math
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod
-from parade_lightning.architectures import (
+from methods.architectures import (
     Site,
     available_roles,
     find_sites,
     sites_by_module,
     weight_out_in,
 )
+from methods.base import AdapterModule, PeftMethod
 
 
 class LoraAdapter(AdapterModule):
@@ -87,6 +87,14 @@ class LoRA(PeftMethod):
         targets: role letters (``q k v o g u d``); ``None`` means every role the
             architecture has (all seven on LLaMA, as in the paper).
     """
+
+    size_knob = "r"
+
+    @classmethod
+    def sized(cls, init_args: dict, value: int) -> dict:
+        """``r = value`` with ``alpha`` scaled along, so the update's scale ``alpha / r`` stays."""
+        ratio = float(init_args.get("alpha", 8.0)) / float(init_args.get("r", 4))
+        return {**init_args, "r": value, "alpha": ratio * value}
 
     def __init__(
         self,

@@ -28,15 +28,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale, uniform_with_std
-from methods.poolers import POOLERS, check_mask
-from parade_lightning.architectures import (
+from methods.architectures import (
     Site,
     decoder_layers,
     find_sites,
     layer_input_norm,
     sites_by_module,
 )
+from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale, uniform_with_std
+from methods.poolers import POOLERS, check_mask
 
 
 @dataclass
@@ -165,37 +165,6 @@ class ParadeLayer(AdapterModule):
         return rows
 
 
-class ParadeConditioner(AdapterModule):
-    """Root hook: reads ``prompt_mask`` / the KV cache and tells the layers what to do."""
-
-    def __init__(self, model: nn.Module, state: ParadeState) -> None:
-        super().__init__(-1)
-        object.__setattr__(self, "_state", state)
-        self._handles.append(model.register_forward_pre_hook(self._begin, with_kwargs=True))
-
-    def _begin(self, model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        state: ParadeState = self._state
-        prompt_mask = kwargs.pop("prompt_mask", None)
-        cached = _has_cached_tokens(kwargs)
-        if prompt_mask is not None:
-            state.compute, state.mask = True, prompt_mask.bool()
-            check_mask(state.mask)
-        elif cached:
-            state.compute, state.mask = False, None  # decode step: reuse prefill vectors
-        elif model.training:
-            raise ValueError(
-                "PARADE needs prompt_mask= in training forwards (pooling over response tokens "
-                "would leak the answer under teacher forcing)"
-            )
-        else:
-            mask = kwargs.get("attention_mask")
-            state.compute = True
-            state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
-            if state.mask is not None:
-                check_mask(state.mask)
-        return args, kwargs
-
-
 def _has_cached_tokens(kwargs: dict) -> bool:
     """True at decode steps: the KV cache holds tokens (``cache=`` in transformers ≥ 5.2x,
     ``past_key_values=`` before), or the attention mask is longer than the new tokens."""
@@ -223,7 +192,8 @@ class Parade(PeftMethod):
         init_std: std of the uniform init of ``W_down``, ``W_k^cap`` and ``v_k`` (paper: 0.02).
     """
 
-    conditions_on_prompt = True
+    batch_keys = ("prompt_mask",)
+    size_knob = "rank"
 
     def __init__(
         self,
@@ -245,8 +215,43 @@ class Parade(PeftMethod):
         self.rank, self.num_capsules, self.targets = rank, num_capsules, tuple(targets)
         self.pooler, self.input, self.init_std = pooler, input, init_std
 
+    @classmethod
+    def sized(cls, init_args: dict, value: int) -> dict:
+        """``rank = value``; when the configured K does not divide it, K becomes the largest
+        divisor of the rank below it (r = 3, 6: K = 3; r = 12, 24…: K = 4)."""
+        out = {**init_args, "rank": value}
+        capsules = int(out.get("num_capsules", 4))
+        if out.get("pooler", "capsule") != "last" and value % capsules:
+            out["num_capsules"] = max(d for d in range(1, min(value, capsules) + 1)
+                                      if value % d == 0)
+        return out
+
+    def begin_forward(self, model: nn.Module, kwargs: dict, inputs: dict) -> None:
+        """Tell the layers what this forward does (see the module docstring): pool the
+        ``prompt_mask`` tokens, pool the attended prompt at prefill, or reuse the prefill's
+        vectors at a decode step."""
+        state: ParadeState = model.parade_state
+        prompt_mask = inputs.get("prompt_mask")
+        if prompt_mask is not None:
+            state.compute, state.mask = True, prompt_mask.bool()
+            check_mask(state.mask)
+        elif _has_cached_tokens(kwargs):
+            state.compute, state.mask = False, None  # decode step: reuse prefill vectors
+        elif model.training:
+            raise ValueError(
+                "PARADE needs prompt_mask= in training forwards (pooling over response tokens "
+                "would leak the answer under teacher forcing)"
+            )
+        else:
+            mask = kwargs.get("attention_mask")
+            state.compute = True
+            state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
+            if state.mask is not None:
+                check_mask(state.mask)
+
     def install(self, model: nn.Module) -> None:
         state = ParadeState()
+        model.parade_state = state  # shared by the layers of this model; read by begin_forward
         sites = find_sites(model, self.targets)
         d_model = model.get_input_embeddings().weight.shape[1]
         for index, layer in enumerate(decoder_layers(model)):
@@ -255,7 +260,6 @@ class Parade(PeftMethod):
             layer.add_module(
                 "parade", ParadeLayer(layer, index, layer_sites, self, state, d_model, norm)
             )
-        model.add_module("parade_conditioner", ParadeConditioner(model, state))
 
     @staticmethod
     def layers(model: nn.Module) -> list[ParadeLayer]:

@@ -17,9 +17,10 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-import methods  # noqa: F401  (registers the built-in methods for short class names)
 from datamodules import TaskDataModule
+from methods.registry import canonical_path, method_class
 from parade_lightning.lit_module import PeftLitModule
+from parade_lightning.sweep.commands import main as sweep_main
 
 
 class ParadeCLI(LightningCLI):
@@ -36,13 +37,21 @@ class ParadeCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
+        """Resolve ``model.method`` through the one method resolver
+        (:func:`methods.registry.method_class`), then handle ``--ckpt_path last``."""
+        config = self.config.get(self.subcommand)
+        method = config.get("model", {}).get("method") if config is not None else None
+        if method is not None and getattr(method, "class_path", None):
+            method.class_path = canonical_path(method_class(method.class_path))
+        self._resume_last_version(config)
+
+    def _resume_last_version(self, config) -> None:
         """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt.
 
         Lightning resolves ``last`` inside the *current* logger version, and every new
         invocation would otherwise open a fresh ``version_N``; pointing the logger at the newest
         version with ``checkpoints/last.ckpt`` makes the documented resume command work.
         """
-        config = self.config.get(self.subcommand)
         if self.subcommand != "fit" or config is None or config.get("ckpt_path") != "last":
             return
         logger = config.trainer.get("logger")
@@ -73,13 +82,11 @@ class ParadeCLI(LightningCLI):
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``parade`` console script.
 
-    ``parade sweep …`` goes to :mod:`parade_lightning.sweep` (grids of ordinary runs);
+    ``parade sweep …`` goes to :mod:`parade_lightning.sweep.commands` (grids of ordinary runs);
     everything else is the LightningCLI (``fit``, ``validate``, ``test``, ``predict``).
     """
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] == "sweep":
-        from parade_lightning.sweep import main as sweep_main
-
         sweep_main(argv[1:])
         return
     build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)

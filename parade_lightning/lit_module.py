@@ -19,12 +19,13 @@ import lightning as L
 import torch
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from methods.base import PeftMethod, method_from_config
+from datamodules.metrics import score
+from methods.backbones import load_backbone
+from methods.base import PeftMethod
 from methods.parade import Parade
-from parade_lightning.backbones import load_backbone
+from methods.registry import method_from_config
 from parade_lightning.distributed import gather_rows
 from parade_lightning.generation import generate
-from parade_lightning.metrics import score
 
 _PREFIX = "model."
 
@@ -83,9 +84,7 @@ class PeftLitModule(L.LightningModule):
         kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if "labels" in batch:
             kwargs["labels"] = batch["labels"]
-        if self.method.conditions_on_prompt:
-            kwargs["prompt_mask"] = batch["prompt_mask"]
-        return self.model(**kwargs, use_cache=False)
+        return self.model(**kwargs, **self.method.forward_inputs(batch), use_cache=False)
 
     def _loss(self, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
         loss = self(batch).loss
@@ -117,33 +116,44 @@ class PeftLitModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Score the generations with the datamodule's metric and log ``test/<metric>``."""
-        metric = getattr(getattr(self.trainer, "datamodule", None), "metric", None)
-        if metric is None:
-            return
         # Under DDP every process scores all rows, so the logged value is the same everywhere.
-        self._test_rows = gather_rows(self.trainer, self._test_rows)
-        if not self._test_rows:
-            return
-        result = score(metric, [r["prediction"] for r in self._test_rows],
-                       [r["target"] for r in self._test_rows])
-        for row, value in zip(self._test_rows, result.per_example, strict=True):
-            row["score"], row["correct"] = value, value == 1.0
-        self.log(f"test/{metric}", result.value)
-        for key, value in result.extras.items():
-            self.log(f"test/{key}", value)
-        self.test_results = {"metric": metric, "value": result.value, "extras": result.extras,
-                             "num_beams": self.hparams.num_beams, "rows": self._test_rows}
+        rows = gather_rows(self.trainer, self._test_rows)
+        result = self.score_rows("test", rows)
+        if result is not None:
+            self.test_results = {**result, "num_beams": self.hparams.num_beams, "rows": rows}
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """Generate for ``batch["prompt_ids"]`` (beam ``num_beams``); returns one dict a row."""
-        texts = self.generate(batch["prompt_ids"])
-        targets = batch.get("targets") or [{}] * len(texts)
-        indices = batch.get("index", range(len(texts)))
+        return self.generate_rows(batch["prompt_ids"], batch.get("targets"), batch.get("index"))
+
+    # ------------------------------------------------------------------ generate -> score -> log
+    def generate_rows(self, prompt_ids, targets=None, indices=None,
+                      **kwargs: Any) -> list[dict[str, Any]]:
+        """Generate for token-id prompts; one row each: ``index, prompt, prediction, gold,
+        target`` (what :meth:`score_rows` scores and the callbacks write)."""
+        texts = self.generate(prompt_ids, **kwargs)
+        targets = targets or [{}] * len(texts)
+        indices = range(len(texts)) if indices is None else indices
         return [
             {"index": i, "prompt": self.tokenizer.decode(p), "prediction": t,
              "gold": g.get("text"), "target": g}
-            for i, p, t, g in zip(indices, batch["prompt_ids"], texts, targets, strict=True)
+            for i, p, t, g in zip(indices, prompt_ids, texts, targets, strict=True)
         ]
+
+    def score_rows(self, stage: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The one scoring step of dev evaluation and test: score ``rows`` with the task's
+        metric (the datamodule's ``metric``), mark each row's ``score``/``correct``, log
+        ``<stage>/<metric>`` and its extras. ``None`` when the task has no metric or no rows."""
+        metric = getattr(getattr(self.trainer, "datamodule", None), "metric", None)
+        if metric is None or not rows:
+            return None
+        result = score(metric, [r["prediction"] for r in rows], [r["target"] for r in rows])
+        for row, value in zip(rows, result.per_example, strict=True):
+            row["score"], row["correct"] = value, value == 1.0
+        self.log(f"{stage}/{metric}", result.value, prog_bar=stage == "val")
+        for key, value in result.extras.items():
+            self.log(f"{stage}/{key}", value)
+        return {"metric": metric, "value": result.value, "extras": result.extras}
 
     def generate(self, prompts, **kwargs) -> list[str]:
         """:func:`parade_lightning.generate` with this module's beam size and length (defaults:

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.base import PeftMethod, method_from_config
-from parade_lightning.adapters import AdapterFile, load_adapter
-from parade_lightning.backbones import load_backbone
+from methods.adapter_files import AdapterFile, load_adapter
+from methods.backbones import load_backbone
+from methods.base import PeftMethod
+from methods.registry import method_from_config
 from parade_lightning.generation import generate
 
 

@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from datamodule_fixtures import offline_data, tok  # noqa: E402, F401  (shared fixtures)
 
 from methods import IA3, LoRA, PaperIA3, Parade, Parade1, Parade2, Parade3, Parade4  # noqa: E402
-from parade_lightning.backbones import load_backbone  # noqa: E402
+from methods.backbones import load_backbone  # noqa: E402
 
 ARCHS = ("tiny-llama", "tiny-gpt2", "tiny-gpt-neox")
 
@@ -44,12 +44,13 @@ def tiny(arch: str):
     return model, tokenizer
 
 
-def run(model, input_ids, attention_mask=None, prompt_mask=None, **kwargs):
-    """Forward that passes the prompt mask only to methods that condition on it."""
+def run(model, input_ids, attention_mask=None, prompt=None, **kwargs):
+    """Forward of a batch in the collator's format (``prompt`` = its prompt-token mask): the
+    method takes what it needs from the batch through ``forward_inputs``."""
     method = getattr(model, "peft_method", None)
-    if method is not None and method.conditions_on_prompt and prompt_mask is not None:
-        kwargs["prompt_mask"] = prompt_mask
-    return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "prompt_mask": prompt}
+    extra = method.forward_inputs(batch) if method is not None else {}
+    return model(input_ids=input_ids, attention_mask=attention_mask, **extra, **kwargs)
 
 
 def toy_batch(seed: int = 0, batch: int = 3, length: int = 12):

@@ -35,7 +35,7 @@ def offline_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tok():
     """The tiny offline byte-level tokenizer of ``tiny-llama``."""
-    from parade_lightning.backbones import load_tokenizer
+    from methods.backbones import load_tokenizer
 
     return load_tokenizer("tiny-llama")
 

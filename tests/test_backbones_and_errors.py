@@ -9,9 +9,9 @@ import torch
 from conftest import tiny, toy_batch
 from transformers import BertConfig, BertLMHeadModel
 
-from methods import IA3, LoRA, Parade
-from parade_lightning import backbones, load_backbone
-from parade_lightning.architectures import find_sites
+from methods import IA3, LoRA, Parade, backbones
+from methods.architectures import find_sites
+from parade_lightning import load_backbone
 
 
 def test_local_folder_round_trip(tmp_path):

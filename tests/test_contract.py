@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import ARCHS, METHOD_IDS, method_zoo, perturb, run, tiny, toy_batch
 
-from parade_lightning.architectures import find_sites
+from methods.architectures import find_sites
 
 CASES = [(a, m) for a in ARCHS for m in METHOD_IDS]
 

@@ -68,7 +68,7 @@ def _expected(cls: type[D.TaskDataModule]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from parade_lightning.backbones import load_tokenizer
+    from methods.backbones import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
 

@@ -6,7 +6,7 @@ import pytest
 from datamodule_fixtures import decode, llama2, make_dm, write_jsonl
 
 import datamodules as D
-from datamodules.generation import gsm8k_answer_number
+from datamodules.generation_tasks import gsm8k_answer_number
 from datamodules.wikisql import wikisql_to_sql
 
 NLI = "Are sentence 1 and sentence 2 have entailment relation or not?"

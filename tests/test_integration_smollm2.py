@@ -9,8 +9,8 @@ import torch
 from test_parade import PROMPTS, RESPONSES, cached_decode, teacher_forced
 
 from methods import LoRA, Parade
+from methods.architectures import find_sites
 from parade_lightning import load_backbone, parameter_budget
-from parade_lightning.architectures import find_sites
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_short_real_fit_lowers_training_loss(smollm2, method):
         mask[i, : len(p) + len(a)] = 1
         labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
         prompt_mask[i, : len(p)] = True
-    kwargs = {"prompt_mask": prompt_mask} if method.conditions_on_prompt else {}
+    kwargs = method.forward_inputs({"prompt_mask": prompt_mask})  # the collator's batch key
     params = [p for _, p in method.named_adapter_parameters(model)]
     optimizer = torch.optim.AdamW(params, lr=3e-3)
     losses = []

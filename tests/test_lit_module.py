@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from datamodules.collate import Collator
 from methods import IA3, LoRA, Parade
+from methods.backbones import load_tokenizer
 from parade_lightning import PeftLitModule, lit_module
-from parade_lightning.backbones import load_tokenizer
 
 
 def make_batch_rows(tokenizer, n: int = 8) -> list[dict]:

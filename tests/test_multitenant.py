@@ -7,7 +7,7 @@ import torch
 from conftest import perturb, tiny
 
 from methods import IA3, LoRA, Parade
-from parade_lightning.adapters import load_adapter, save_adapter
+from methods.adapter_files import load_adapter, save_adapter
 from parade_lightning.generation import generate
 from parade_lightning.multitenant import MultiTenantModel
 

@@ -5,20 +5,8 @@
     parade sweep run     --config sweeps/table1.yaml --backend slurm   # SLURM job array
     parade sweep report  --config sweeps/cpu_smollm2.yaml    # tables + figure
 
-Modules: :mod:`~parade_lightning.sweep.spec` (the sweep file), :mod:`~.plan` (runs and their
-commands), :mod:`~.budget` (budget matching), :mod:`~.state` and :mod:`~.runner` (resumable
-execution), :mod:`~.report` and :mod:`~.render` (tables, figure), :mod:`~.slurm` (job arrays),
-:mod:`~.faults` (fault injection for the tests). See ``docs/sweeps.md``.
+Modules: :mod:`~parade_lightning.sweep.sweep_file` (the sweep file), :mod:`~.plan` (runs and
+their commands), :mod:`~.budget_match` (budget matching), :mod:`~.state` and :mod:`~.runner`
+(resumable execution), :mod:`~.report` and :mod:`~.render` (tables, figure), :mod:`~.slurm`
+(job arrays), :mod:`~.commands` (the ``parade sweep`` command line). See ``docs/sweeps.md``.
 """
-
-from __future__ import annotations
-
-
-def main(argv: list[str]) -> None:
-    """``parade sweep …`` (``argv`` without the leading ``sweep``); see :mod:`.cli`."""
-    from parade_lightning.sweep.cli import main as cli_main
-
-    cli_main(argv)
-
-
-__all__ = ["main"]

@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from parade_lightning.sweep import budget as budget_module
-from parade_lightning.sweep.spec import AxisValue, Sweep, SweepError, _is_placeholder
+from methods.registry import effective_args, method_class
+from parade_lightning.sweep import budget_match as budget_module
+from parade_lightning.sweep.sweep_file import AxisValue, Sweep, SweepError, _is_placeholder
 
 #: Entry point the runner executes (the ``parade`` console script's module).
 CLI_MODULE = "parade_lightning.cli"
@@ -222,7 +223,7 @@ def _solve(sweep: Sweep, run: Run, target: Any, knob: str | None) -> dict[str, A
     base = dict(method.get("init_args") or {})
     match = budget_module.solve(backbone, class_path, base, target, knob)
     # only what the solution changes becomes an override (the rest stays as configured)
-    effective = budget_module.effective_args(class_path, base)
+    effective = effective_args(method_class(class_path), base)
     changed = {k: v for k, v in match.init_args.items()
                if k == match.knob or effective.get(k) != v}
     return {**match.to_dict(), "backbone": backbone if isinstance(backbone, str) else "custom",

@@ -12,6 +12,7 @@ import ctypes
 import fnmatch
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,11 +24,13 @@ from typing import Any
 
 from parade_lightning.sweep import state as st
 from parade_lightning.sweep.plan import Run, relevant_environment
-from parade_lightning.sweep.spec import Sweep
+from parade_lightning.sweep.sweep_file import Sweep
 
-#: Test hook: JSON ``{"<run id glob>": "fail" | "crash" | "kill_sweep"}`` makes matching runs
-#: go through :mod:`parade_lightning.sweep.faults` (see there); never set in normal use.
-FAULTS_ENV = "PARADE_SWEEP_FAULTS"
+#: Launch hook: JSON ``{"<run id glob>": "<module> [args…]"}`` starts matching runs as
+#: ``python -m <module> [args…] fit …`` instead of ``python -m parade_lightning.cli fit …``
+#: (same arguments, config and directory). The tests use it to inject faults
+#: (``tests/faults.py``); a user can wrap runs with a profiler or a launcher the same way.
+LAUNCH_ENV = "PARADE_SWEEP_LAUNCH"
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _TAIL_LINES = 80
@@ -102,10 +105,10 @@ class Supervisor:
         return returncode, timed_out
 
 
-def _fault_for(run_id: str) -> str | None:
-    faults = json.loads(os.environ.get(FAULTS_ENV) or "{}")
-    return next((kind for pattern, kind in faults.items() if fnmatch.fnmatch(run_id, pattern)),
-                None)
+def _launcher_for(run_id: str) -> list[str] | None:
+    launchers = json.loads(os.environ.get(LAUNCH_ENV) or "{}")
+    return next((shlex.split(command) for pattern, command in launchers.items()
+                 if fnmatch.fnmatch(run_id, pattern)), None)
 
 
 def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
@@ -186,9 +189,9 @@ def _attempt(sweep: Sweep, run: Run, supervisor: Supervisor, lock: st.RunLock,
     (run_dir / st.COMMAND).write_text(command)
     (run_dir / st.ERROR).unlink(missing_ok=True)
     argv = run.argv(resume)
-    fault = _fault_for(run.run_id)
-    if fault:  # test hook: same arguments, through the fault-injecting wrapper
-        argv = [sys.executable, "-m", "parade_lightning.sweep.faults", fault, *argv[3:]]
+    launcher = _launcher_for(run.run_id)
+    if launcher:  # same arguments, through another module (LAUNCH_ENV)
+        argv = [sys.executable, "-m", *launcher, *argv[3:]]
     log = run_dir / st.LOG
     with log.open("a") as f:
         f.write(f"\n===== attempt {attempt} {time.strftime('%Y-%m-%dT%H:%M:%S')} "

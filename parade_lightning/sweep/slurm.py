@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parade_lightning.sweep.spec import Sweep
+from parade_lightning.sweep.sweep_file import Sweep
 
 _KNOWN = {"partition", "time", "gpus", "nodes", "cpus_per_task", "mem", "account", "qos",
           "max_parallel", "signal", "setup", "extra", "job_name"}

@@ -30,8 +30,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from parade_lightning.metrics.core import ExampleScore
-from parade_lightning.metrics.text import first_line
+from datamodules.metrics.core import ExampleScore
+from datamodules.metrics.text import first_line
 
 logger = logging.getLogger(__name__)
 

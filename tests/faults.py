@@ -1,8 +1,9 @@
 """Fault injection for the sweep tests: ``parade fit`` that fails or dies on purpose.
 
-The runner starts ``python -m parade_lightning.sweep.faults <kind> fit …`` instead of
-``python -m parade_lightning.cli fit …`` for runs named in ``$PARADE_SWEEP_FAULTS``; the run's
-arguments, config and directory are unchanged, so what happens next is what happens after a
+The sweep runner starts ``python -m faults <kind> fit …`` instead of
+``python -m parade_lightning.cli fit …`` for runs named in ``$PARADE_SWEEP_LAUNCH`` (the
+runner's launch hook, ``{"<run glob>": "faults <kind>"}``, with this folder on PYTHONPATH); the
+run's arguments, config and directory are unchanged, so what happens next is what happens after a
 real failure. Kinds:
 
 * ``fail``: exits with an error before training starts (a broken run).

@@ -1,4 +1,8 @@
-"""The metric registry: ``METRICS``, ``score`` and the per-task defaults (appendix B.7)."""
+"""The metric registry: ``METRICS`` (name -> implementation) and ``score``.
+
+Which metric a task reports (appendix B.7) is said once, by the task's ``metric`` attribute
+(:class:`datamodules.task_spec.TaskSpec`); this registry only knows the implementations.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from math import fsum
 from typing import Any
 
-from parade_lightning.metrics.core import MetricSpec, ScoreResult
-from parade_lightning.metrics.gsm8k import gsm8k_accuracy_example
-from parade_lightning.metrics.text import accuracy_example, f1_em_example, rouge_l_example
-from parade_lightning.metrics.wikisql import wikisql_execution_example
+from datamodules.metrics.core import MetricSpec, ScoreResult
+from datamodules.metrics.gsm8k import gsm8k_accuracy_example
+from datamodules.metrics.sql_execution import wikisql_execution_example
+from datamodules.metrics.text import accuracy_example, f1_em_example, rouge_l_example
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
@@ -17,42 +21,33 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             "accuracy",
             accuracy_example,
-            tasks=("sst2", "rte", "qnli", "boolq", "copa"),
             description="exact match of the normalised generated label word",
         ),
         MetricSpec(
             "f1_em",
             f1_em_example,
-            tasks=("squad", "record"),
             extra_keys=("f1", "em"),
             description="mean of SQuAD v1.1 token F1 and exact match (max over answers)",
         ),
         MetricSpec(
             "rouge_l",
             rouge_l_example,
-            tasks=("e2e",),
             extra_keys=("rouge_l_precision", "rouge_l_recall"),  # prefixed: logged as val/<key>
             description="ROUGE-L F-measure, best reference per example (HF Evaluate style)",
         ),
         MetricSpec(
             "gsm8k_accuracy",
             gsm8k_accuracy_example,
-            tasks=("gsm8k",),
             description="final number (after '####', else the last one) equals the answer",
         ),
         MetricSpec(
             "wikisql_execution",
             wikisql_execution_example,
-            tasks=("wikisql",),
             description="generated SQL executes to the gold query's result multiset",
         ),
     )
 }
 """Every generation metric by name. Values are fractions in ``[0, 1]``; all higher-is-better."""
-
-TASK_METRICS: dict[str, str] = {task: spec.name for spec in METRICS.values() for task in spec.tasks}
-"""The paper's metric for each task (appendix B.7), e.g. ``TASK_METRICS["rte"] == "accuracy"``."""
-
 
 def get_metric(name: str) -> MetricSpec:
     """Look up a metric, with a helpful error listing the known names."""
@@ -60,11 +55,6 @@ def get_metric(name: str) -> MetricSpec:
         return METRICS[name]
     except KeyError:
         raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}") from None
-
-
-def higher_is_better(name: str) -> bool:
-    """Whether larger values of ``name`` are better (``True`` for every registered metric)."""
-    return get_metric(name).higher_is_better
 
 
 def score(
@@ -77,7 +67,7 @@ def score(
     answer) raises, since it is a data bug that would silently skew the number.
 
     Args:
-        metric: a key of :data:`METRICS` (see :data:`TASK_METRICS` for the paper's choice).
+        metric: a key of :data:`METRICS` (a task's ``metric`` names one).
         predictions: one generated string per example.
         targets: one dict per example; every dict has ``"text"`` (the gold response) plus
             the metric's keys: ``label_word`` (accuracy), ``answers`` (f1_em),

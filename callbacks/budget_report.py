@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from callbacks._io import output_dir
-from parade_lightning.budget import parameter_budget
+from methods.counting import parameter_budget
 
 
 class ParameterBudgetReport(L.Callback):

@@ -58,7 +58,7 @@ def load_adapter(source: str | Path) -> AdapterFile:
         if not config_path.is_file() or not weights.is_file():
             raise FileNotFoundError(
                 f"{path} is not an adapter folder: it needs adapter_config.json and "
-                "adapter.safetensors (written by parade_lightning.adapters.save_adapter)"
+                "adapter.safetensors (written by methods.adapter_files.save_adapter)"
             )
         config = json.loads(config_path.read_text())
         if config.get("format") != FORMAT:

@@ -4,7 +4,7 @@ Every task is scored on what the model *generates*, never on logits: label words
 classification tasks, spans for SQuAD/ReCoRD, text for E2E, solutions for GSM8K and SQL
 for WikiSQL. One uniform API serves the evaluation callbacks::
 
-    from parade_lightning.metrics import METRICS, TASK_METRICS, score
+    from datamodules.metrics import METRICS, score
 
     result = score("f1_em", ["Denver Broncos"], [{"text": "Denver Broncos",
                                                  "answers": ["The Denver Broncos"]}])
@@ -23,28 +23,18 @@ metric                    tasks                       target keys (plus "text")
 ``wikisql_execution``     WikiSQL                     ``sql``, ``table``
 ========================  ==========================  ===========================
 
-:class:`GenerationMetric` wraps any of them as a ``torchmetrics.Metric`` for batched,
-multi-process accumulation.
+Which task uses which metric is declared once, on the task (``TaskSpec.metric``); the table
+above only summarises the shipped tasks.
 """
 
-from parade_lightning.metrics.core import ExampleScore, MetricSpec, ScoreResult
-from parade_lightning.metrics.gsm8k import extract_gsm8k_number, parse_number
-from parade_lightning.metrics.registry import (
+from datamodules.metrics.core import ExampleScore, MetricSpec, ScoreResult
+from datamodules.metrics.gsm8k import extract_gsm8k_number, parse_number
+from datamodules.metrics.scoring import (
     METRICS,
-    TASK_METRICS,
     get_metric,
-    higher_is_better,
     score,
 )
-from parade_lightning.metrics.streaming import GenerationMetric
-from parade_lightning.metrics.text import (
-    first_line,
-    normalize_answer,
-    normalize_squad_answer,
-    squad_exact_match,
-    squad_f1,
-)
-from parade_lightning.metrics.wikisql import (
+from datamodules.metrics.sql_execution import (
     AGG_OPS,
     COND_OPS,
     TABLE_NAME,
@@ -55,15 +45,20 @@ from parade_lightning.metrics.wikisql import (
     run_wikisql_query,
     wikisql_column_names,
 )
+from datamodules.metrics.text import (
+    first_line,
+    normalize_answer,
+    normalize_squad_answer,
+    squad_exact_match,
+    squad_f1,
+)
 
 __all__ = [
     "AGG_OPS",
     "COND_OPS",
     "METRICS",
     "TABLE_NAME",
-    "TASK_METRICS",
     "ExampleScore",
-    "GenerationMetric",
     "MetricSpec",
     "ScoreResult",
     "canonical_result",
@@ -71,7 +66,6 @@ __all__ = [
     "extract_gsm8k_number",
     "first_line",
     "get_metric",
-    "higher_is_better",
     "normalize_answer",
     "normalize_squad_answer",
     "open_wikisql_database",

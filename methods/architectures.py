@@ -141,7 +141,7 @@ def get_architecture(model: nn.Module) -> Architecture:
     if model_type not in ARCHITECTURES:
         raise ValueError(
             f"unsupported model_type {model_type!r}; supported: {sorted(ARCHITECTURES)}. "
-            "Add an entry to parade_lightning.architectures.ARCHITECTURES to support it."
+            "Add an entry to methods.architectures.ARCHITECTURES to support it."
         )
     return ARCHITECTURES[model_type]
 

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from callbacks._io import output_dir, write_jsonl
-from parade_lightning.budget import parameter_budget
+from methods.counting import parameter_budget
 from parade_lightning.distributed import gather_rows
 
 

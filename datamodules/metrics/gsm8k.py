@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from parade_lightning.metrics.core import ExampleScore, target_field
+from datamodules.metrics.core import ExampleScore, target_field
 
 _ANSWER_MARKER = "####"
 # A number: optional sign and "$", thousands groups ("1,000") or plain digits, optional

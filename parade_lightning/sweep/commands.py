@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parade_lightning.sweep import budget as bm
+from parade_lightning.sweep import budget_match as bm
 from parade_lightning.sweep import render, runner, slurm
 from parade_lightning.sweep import report as rp
 from parade_lightning.sweep import state as st
 from parade_lightning.sweep.plan import Run, expand
-from parade_lightning.sweep.spec import Sweep, SweepError, load_sweep
+from parade_lightning.sweep.sweep_file import Sweep, SweepError, load_sweep
 
 
 def _parser() -> argparse.ArgumentParser:

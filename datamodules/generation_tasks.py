@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodules.base import TaskDataModule
-from datamodules.encoding import RawRow
 from datamodules.errors import RowProblem
-from parade_lightning.metrics.gsm8k import extract_gsm8k_number, parse_number
+from datamodules.metrics.gsm8k import extract_gsm8k_number, parse_number
+from datamodules.task_datamodule import TaskDataModule
+from datamodules.task_spec import RawRow
 
 
 def gsm8k_answer_number(answer: str) -> str | None:

@@ -223,6 +223,15 @@ def load_backbone(
     return model.eval(), tokenizer
 
 
+def backbone_config(name_or_path: str) -> AutoConfig:
+    """The transformers config of any name :func:`load_backbone` takes, without the weights
+    (the GGUF's header for ``smollm2-135m``: a few seconds)."""
+    if name_or_path in TINY_ALIASES:
+        return tiny_config(name_or_path, vocab_size=len(tiny_tokenizer()))
+    source, extra = _source(name_or_path)
+    return AutoConfig.from_pretrained(source, **extra)
+
+
 def meta_model(config: AutoConfig) -> PreTrainedModel:
     """Build a model on the ``meta`` device from a config alone: shapes without weights."""
     with torch.device("meta"):

@@ -62,17 +62,13 @@ class MetricSpec:
         name: registry key, e.g. ``"f1_em"``.
         score_example: ``(prediction, target) -> ExampleScore``; must never raise on any
             prediction string (a bad generation scores 0).
-        tasks: the paper's tasks that report this metric (appendix B.7).
         extra_keys: keys of :attr:`ExampleScore.extras`.
-        higher_is_better: direction for checkpointing / early stopping (all ``True``).
         description: one line for ``--help`` and logs.
     """
 
     name: str
     score_example: ExampleFn
-    tasks: tuple[str, ...]
     extra_keys: tuple[str, ...] = ()
-    higher_is_better: bool = True
     description: str = ""
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torchmetrics.functional.text import rouge_score
 
-from parade_lightning.metrics.core import ExampleScore, target_field
+from datamodules.metrics.core import ExampleScore, target_field
 
 # ``\w`` keeps letters and digits of any script; "_" is punctuation here so that the GLUE
 # label ``not_entailment`` normalises to the paper's label name "not entailment".
