@@ -70,7 +70,7 @@ class AdapterModule(nn.Module):
 
 
 class PeftMethod:
-    """Base class of PEFT methods (the extension point; see DESIGN.md "Methods are plugins").
+    """Base class of PEFT methods (the extension point; see docs/design.md, "Adding a method").
 
     Subclasses implement :meth:`install`; everything else (freezing, fp32, state dicts,
     counting) is shared. Subclasses store each ``__init__`` argument under its own name.

@@ -1,4 +1,4 @@
-"""The shared contract: every method × every tiny architecture (DESIGN.md, "Style")."""
+"""The shared contract: every method × every tiny architecture (docs/design.md, "Adding a method")."""
 
 from __future__ import annotations
 
