@@ -1,4 +1,4 @@
-"""The shared contract: every method × every tiny architecture (docs/design.md, "Adding a method")."""
+"""The shared contract: every method × every tiny architecture (docs/design.md, methods)."""
 
 from __future__ import annotations
 
