@@ -35,19 +35,24 @@ def parade_statistics(model: torch.nn.Module, per_layer: bool = False) -> dict[s
 
 
 class ParadeDiagnostics(L.Callback):
-    """Log :func:`parade_statistics` every ``every_n_steps`` training steps (PARADE only).
+    """Log :func:`parade_statistics` every ``every_n_steps`` optimisation steps (PARADE only).
 
     Args:
-        every_n_steps: logging period in optimisation steps.
+        every_n_steps: logging period in optimisation steps; ``None`` (default): the
+            Trainer's ``log_every_n_steps``, so short runs log them too.
         per_layer: also log every layer's values.
     """
 
-    def __init__(self, every_n_steps: int = 50, per_layer: bool = False) -> None:
+    def __init__(self, every_n_steps: int | None = None, per_layer: bool = False) -> None:
         self.every_n_steps, self.per_layer = every_n_steps, per_layer
+        self._logged_step = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not isinstance(pl_module.method, Parade) or trainer.global_step % self.every_n_steps:
+        every = self.every_n_steps or trainer.log_every_n_steps
+        step = trainer.global_step  # optimisation steps done (constant while accumulating)
+        if not isinstance(pl_module.method, Parade) or step % every or step == self._logged_step:
             return
+        self._logged_step = step
         stats = parade_statistics(pl_module.model, self.per_layer)
         if stats:
             pl_module.log_dict(stats, on_step=True, on_epoch=False)

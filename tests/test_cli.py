@@ -70,7 +70,7 @@ def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     # so patience 1 stops training deterministically after 2 evaluations (4 steps).
     callbacks = yaml.safe_load((ROOT / "configs/base.yaml").read_text())["trainer"]["callbacks"]
     callbacks[0]["init_args"].update(patience=1, min_delta=100.0)
-    callbacks[-1]["init_args"]["every_n_steps"] = 1
+    assert "init_args" not in callbacks[-1]  # ParadeDiagnostics logs every log_every_n_steps
     stop = tmp_path / "stop.yaml"
     stop.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     args = ["fit", *cli_args(tmp_path, "--config", str(ROOT / f"configs/methods/{method}.yaml"),

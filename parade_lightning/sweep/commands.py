@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from parade_lightning.sweep import budget_match as bm
-from parade_lightning.sweep import render, runner, slurm
+from parade_lightning.sweep import render, runner, slurm, study, study_report
 from parade_lightning.sweep import report as rp
 from parade_lightning.sweep import state as st
 from parade_lightning.sweep.plan import Run, expand
@@ -66,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, help="decimals of the ×100 numbers (default 1)")
     p.add_argument("--title", help="report title")
     p.add_argument("--no-figure", action="store_true")
+
+    p = sub.add_parser("select", help="a study's two phases: which runs pick each method's "
+                       "rate on dev (phase 1), the rate chosen, and the seeds to run (phase 2)")
+    sweep_args(p)
+    p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
+    p.add_argument("--phase", choices=("1", "2"), help="print only that phase's --only list")
+
+    p = sub.add_parser("study-report", help="a study's runs.csv, table.md (median and range "
+                       "over seeds at the chosen rate, paired bootstrap) and dev-curve figure")
+    sweep_args(p)
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
+    p.add_argument("--target", default="parade", help="method label compared (default parade)")
+    p.add_argument("--baselines", nargs="*", default=["lora", "ia3_paper"])
 
     p = sub.add_parser("budget", help="solve a method's size for a parameter budget")
     p.add_argument("--backbone", default="smollm2-135m",
@@ -201,6 +215,31 @@ def _report(args: argparse.Namespace) -> None:
     print("\n".join(f"wrote {p}" for p in files.values()))
 
 
+def _select(args: argparse.Namespace) -> None:
+    _, runs = _load(args)
+    phase1 = study.selection_indices(runs, args.seed)
+    if args.phase == "1":
+        print(",".join(map(str, phase1)))
+        return
+    choices = study.select(runs, args.seed)
+    phase2 = [i for i in study.seed_indices(runs, choices) if i not in phase1]
+    if args.phase == "2":
+        print(",".join(map(str, phase2)))
+        return
+    for (task, method), c in choices.items():
+        print(f"{task}/{method}: {c['group']} (dev {c['dev_score']}, dev loss {c['dev_loss']} "
+              f"at step {c['dev_step']}; {c['run_id']})")
+    print(f"phase 2: parade sweep run --config {args.config} --only {','.join(map(str, phase2))}")
+
+
+def _study_report(args: argparse.Namespace) -> None:
+    _, runs = _load(args)
+    files = study_report.write(runs, Path(args.out), args.seed, args.target,
+                               tuple(args.baselines))
+    print(files["table"].read_text())
+    print("\n".join(f"wrote {p}" for p in files.values()))
+
+
 def _budget(args: argparse.Namespace) -> None:
     target: Any = json.loads(args.match) if args.match else args.target
     match = bm.solve(args.backbone, args.method, json.loads(args.init_args), target, args.knob)
@@ -211,7 +250,8 @@ def main(argv: list[str]) -> None:
     """Entry point of ``parade sweep …`` (``argv`` without the leading ``sweep``)."""
     args = _parser().parse_args(argv)
     handlers = {"plan": _plan, "run": _run, "run-one": _run_one, "status": _status,
-                "report": _report, "budget": _budget}
+                "report": _report, "budget": _budget, "select": _select,
+                "study-report": _study_report}
     try:
         code = handlers[args.command](args)
     except BrokenPipeError:  # `parade sweep plan … | head`: the reader left, not an error

@@ -1,0 +1,105 @@
+"""The quality-study protocol (parade_lightning/sweep/study.py): rates chosen on dev at the
+tested checkpoint, the seeds to run next, paired bootstrap on the same test rows, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from test_sweep import write_sweep
+from torch.utils.tensorboard import SummaryWriter
+
+from parade_lightning.sweep import study, study_report
+from parade_lightning.sweep.commands import main as sweep_main
+from parade_lightning.sweep.plan import expand
+from parade_lightning.sweep.sweep_file import load_sweep
+
+AXES = {"task": ["rte"],
+        "method": ["parade", "lora",
+                   {"name": "zero_shot", "config": "parade",
+                    "overrides": {"trainer.max_steps": 0}}],
+        "model.lr": [0.001, 0.01], "seed": [1, 2]}
+#: (method, lr) -> dev curve [(step, val/loss, val/accuracy)] and per-row test scores
+FAKE = {
+    ("parade", 0.001): ([(10, 0.9, 0.50), (20, 0.7, 0.70), (30, 0.8, 0.90)], [1, 1, 1, 0]),
+    ("parade", 0.01): ([(10, 0.6, 0.60), (20, 0.65, 0.80)], [1, 0, 1, 0]),
+    ("lora", 0.001): ([(10, 0.9, 0.55)], [0, 0, 1, 0]),
+    ("lora", 0.01): ([(10, 0.5, 0.65), (20, 0.5, 0.65)], [0, 1, 0, 0]),
+}
+
+
+def fake_finished(run, scores: list[int], curve=()) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with SummaryWriter(str(run.run_dir)) as writer:
+        for step, loss, acc in curve:
+            writer.add_scalar("val/loss", loss, step)
+            writer.add_scalar("val/accuracy", acc, step)
+    (run.run_dir / "metrics.json").write_text(json.dumps({
+        "task": "rte", "metric": "accuracy", "value": sum(scores) / len(scores),
+        "trainable_parameters": 100, "num_examples": len(scores),
+        "global_step": curve[-1][0] if curve else 0,
+        "method": {"class_path": "methods.Parade", "init_args": {}}}))
+    (run.run_dir / "predictions.jsonl").write_text("".join(
+        json.dumps({"index": i, "score": float(s)}) + "\n" for i, s in enumerate(scores)))
+
+
+def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_path, capsys):
+    config = write_sweep(tmp_path, axes=AXES)
+    runs = expand(load_sweep(config))
+    phase1 = study.selection_indices(runs, seed=1)
+    # 2 methods x 2 rates with seed 1, and the zero-shot row once (no rate matters)
+    assert [runs[i].run_id for i in phase1] == [
+        "rte/parade/lr=0.001/seed1", "rte/parade/lr=0.01/seed1", "rte/lora/lr=0.001/seed1",
+        "rte/lora/lr=0.01/seed1", "rte/zero_shot/lr=0.001/seed1"]
+    for i in phase1:
+        run = runs[i]
+        curve, scores = FAKE.get((run.labels["method"], run.overrides["model.lr"]),
+                                 ((), [1, 0, 0, 0]))
+        fake_finished(run, scores, curve)
+    choices = study.select(runs, seed=1)
+    # PARADE lr 0.001: its lowest dev loss (0.7 at step 20) has accuracy 0.70 — the 0.90 at
+    # step 30 is not the tested checkpoint; lr 0.01: 0.60 at its lowest loss. 0.70 wins.
+    assert choices[("rte", "parade")]["group"] == "lr=0.001"
+    assert choices[("rte", "parade")]["dev_step"] == 20
+    # LoRA: dev accuracy 0.55 (lr 0.001) vs 0.65 (lr 0.01; its two equal losses: the earlier)
+    assert choices[("rte", "lora")]["group"] == "lr=0.01"
+    phase2 = [i for i in study.seed_indices(runs, choices) if i not in phase1]
+    assert [runs[i].run_id for i in phase2] == ["rte/parade/lr=0.001/seed2",
+                                               "rte/lora/lr=0.01/seed2"]
+    sweep_main(["select", "--config", str(config), "--phase", "2"])
+    assert capsys.readouterr().out.strip() == ",".join(map(str, phase2))
+
+    for i in phase2:  # finish phase 2, then the report
+        run = runs[i]
+        fake_finished(run, FAKE[(run.labels["method"], run.overrides["model.lr"])][1],
+                      FAKE[(run.labels["method"], run.overrides["model.lr"])][0])
+    files = study_report.write(runs, tmp_path / "report", baselines=("lora",))
+    rows = list(csv.DictReader(files["runs"].open()))
+    assert len(rows) == 7 and {r["phase"] for r in rows} == {"selection", "seeds"}
+    chosen = [r for r in rows if r["chosen"] == "True" and r["method"] == "parade"]
+    assert [r["lr"] for r in chosen] == ["0.001", "0.001"]
+    table = files["table"].read_text()
+    assert "| rte | parade | 100 | 0.001 | 70.0 | 75.0 | 75.0–75.0 | 2 | 4 |" in table
+    assert "| rte | zero_shot | 100 | – |" in table
+    assert "parade − lora" in table and files["figure"].is_file()
+
+
+def test_paired_bootstrap_calls_only_clear_differences():
+    same = [{i: float(i % 2) for i in range(200)}] * 3
+    tie = study.paired_bootstrap(same, same, replicates=500)
+    assert tie["difference"] == 0.0 and not tie["called"]
+    better = [{i: 1.0 if i % 10 else 0.0 for i in range(200)}] * 3
+    worse = [{i: 1.0 if i % 2 else 0.0 for i in range(200)}] * 3
+    result = study.paired_bootstrap(better, worse, replicates=500)
+    assert result["called"] and result["low"] > 0 and abs(result["difference"] - 0.4) < 1e-9
+    assert result["rows"] == 200 and result["seeds_a"] == 3
+    partial = study.paired_bootstrap([{0: 1.0, 1: 1.0}], [{1: 0.0, 2: 0.0}], replicates=50)
+    assert partial["rows"] == 1  # only the rows both methods answered are compared
+
+
+def test_study_sweeps_ship_and_plan():
+    root = Path(__file__).resolve().parents[1]
+    for name in ("quality_sst2", "quality_e2e", "quality_ablation_sst2"):
+        runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
+        assert len(study.selection_indices(runs, 1)) in (10, 12), name
