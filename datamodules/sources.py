@@ -77,7 +77,10 @@ def missing_local_error(
 def load_local(path: Path, cache_dir: Path | None):
     """Load a ``.jsonl[.gz]`` file with ``datasets.load_dataset("json")``."""
     import datasets
+    from datasets.utils import logging as datasets_logging
 
+    bars = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()  # a bar per split file ("Generating rows split")
     try:
         return datasets.load_dataset(
             "json",
@@ -87,6 +90,9 @@ def load_local(path: Path, cache_dir: Path | None):
         )
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
         raise DataSourceError(f"could not read {path}: {type(err).__name__}: {err}") from err
+    finally:
+        if bars:
+            datasets_logging.enable_progress_bar()
 
 
 def load_hub(task: str, split: str, hub_path: str | None, hub_name: str | None, source: str):

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules import TaskDataModule
 from methods.registry import canonical_path, method_class
 from parade_lightning.lit_module import PeftLitModule
+from parade_lightning.quiet import quiet_third_party
 from parade_lightning.sweep.commands import main as sweep_main
 
 
@@ -86,6 +87,7 @@ def main(args: list[str] | None = None) -> None:
     everything else is the LightningCLI (``fit``, ``validate``, ``test``, ``predict``).
     """
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_third_party()
     if argv and argv[0] == "sweep":
         sweep_main(argv[1:])
         return
