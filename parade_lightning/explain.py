@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tail", action="store_true",
                         help="with --max_tokens: draw the last N tokens instead of the first")
     parser.add_argument("--dtype", default="float32", help="backbone dtype (float32, bf16)")
+    parser.add_argument("--device", default="cpu", help="where to run (cpu, cuda, cuda:1…)")
     parser.add_argument("--seed", type=int, default=0, help="seed of a fresh method's init")
     return parser
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = build_parser().parse_args(argv)
     model, tokenizer = load_model(args.ckpt_path, args.backbone, args.method, args.dtype,
                                   args.seed)
+    model.to(args.device)
     texts = [render_prompt(tokenizer, args.chat_style, p) for p in args.prompt]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     maps = pooler_attention_maps(model, tokenizer, ids, args.layers)
