@@ -1,8 +1,8 @@
 """Pooler attention maps: which prompt tokens each capsule of PARADE's pooler reads.
 
 The attentional capsule pooler (paper section 3.3, eqs. 9-10) aggregates the prompt with
-weights ``n_{j,k}``: for output capsule ``k``, a softmax over the prompt tokens ``j``. Its
-pools keep the weights of their last forward (``last_attention``, ``(B, T, K)``, exactly 0 off
+weights ``n_{j,k}``: for output capsule ``k``, a softmax over the prompt tokens ``j``. The
+poolers keep the weights of their last forward (``last_attention``, ``(B, T, K)``, exactly 0 off
 the prompt); this module runs one forward on given prompts and collects them per decoder
 layer. Drawing is :mod:`parade_lightning.attention_plot`; the command is ``parade explain``
 (:mod:`parade_lightning.explain`); :class:`callbacks.PoolerAttentionMaps` logs them at dev
