@@ -10,7 +10,16 @@ questions and writes:
 * with ``judge_url`` set (an OpenAI-compatible ``/v1/chat/completions`` endpoint), the judge is
   called for each prompt, its reviews go to ``judge_reviews.jsonl`` and the parsed scores'
   means to ``judge_scores.json``. No network call is made unless ``judge_url`` is given; a
-  failing or unparsable judgement is recorded for its question and never stops the others.
+  failing or unparsable judgement is recorded for its question and never stops the others;
+* with ``references`` set, table 3's second column: the ROUGE-L of each answer against a
+  reference answer (the paper takes GPT-4's answers as ground truth), per question in
+  ``answers.jsonl`` (``rouge_l``) and averaged in ``rouge_l.json`` (also for the
+  ``compare_with`` run's answers), and next to the judge scores in ``judge_scores.json``.
+  ``references`` is a jsonl file read by :func:`datamodules.instruct.read_reference_answers`
+  (FastChat's ``model_answer/gpt-4.jsonl``, another run's ``answers.jsonl``, or rows with
+  ``question_id`` and ``reference``), or ``question_file`` for the ``reference`` field of the
+  question file itself (MT-Bench has one for its math, reasoning and coding questions only).
+  Questions without a reference are left out of the mean and listed.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks._io import output_dir, read_jsonl, write_jsonl
+from datamodules.instruct import read_reference_answers
+from datamodules.metrics import score
 from parade_lightning.distributed import gather_rows
 
 JUDGE_TEMPLATE = """Task Introduction
@@ -85,15 +96,22 @@ class MTBenchWriter(BasePredictionWriter):
         judge_model: model name sent to the judge (paper: GPT-4).
         api_key_env: environment variable holding the judge's API key.
         timeout: seconds per judge request.
+        references: reference answers for ROUGE-L (table 3): a jsonl file, or
+            ``question_file`` for the question file's own ``reference`` field; None: no ROUGE-L.
     """
 
     def __init__(self, output_dir: str | None = None, compare_with: str | None = None,
                  judge_url: str | None = None, judge_model: str = "gpt-4",
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0) -> None:
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
+                 references: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir, self.compare_with = output_dir, compare_with
         self.judge_url, self.judge_model = judge_url, judge_model
         self.api_key_env, self.timeout = api_key_env, timeout
+        if references not in (None, "question_file") and not Path(references).is_file():
+            raise FileNotFoundError(f"MTBenchWriter: references file {references} does not "
+                                    "exist (a jsonl of reference answers, or 'question_file')")
+        self.references = references
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: list[Any], batch_indices: list[Any]) -> None:
@@ -107,13 +125,54 @@ class MTBenchWriter(BasePredictionWriter):
              "answer": row["prediction"]}
             for row in rows
         ]
-        write_jsonl(out / "answers.jsonl", answers)
+        write_jsonl(out / "answers.jsonl", answers)  # first: a bad reference file loses nothing
         rank_zero_info(f"MT-Bench: {len(answers)} answers -> {out / 'answers.jsonl'}")
+        rouge = None
+        if self.references:
+            rouge = self.rouge_l(answers, self._reference_answers(rows), out)
+            write_jsonl(out / "answers.jsonl", answers)  # now with each answer's rouge_l
         if self.compare_with:
-            self.judge(answers, out)
+            self.judge(answers, out, rouge)
 
-    def judge(self, answers: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
-        """Write pairwise judge prompts; call the judge when a URL is configured."""
+    def _reference_answers(self, rows: list[dict[str, Any]]) -> dict[Any, str]:
+        if self.references == "question_file":
+            return {r["target"].get("question_id"): r["target"]["text"] for r in rows
+                    if r["target"].get("text")}
+        return read_reference_answers(self.references)
+
+    def rouge_l(self, answers: list[dict[str, Any]], references: dict[Any, str],
+                out: Path) -> dict[str, Any]:
+        """Table 3's ROUGE-L: each answer (and the ``compare_with`` run's) against its reference;
+        adds ``rouge_l`` to the scored answer rows and writes ``rouge_l.json``."""
+        def mean_rouge(rows: list[dict[str, Any]]) -> float | None:
+            if not rows:
+                return None
+            result = score("rouge_l", [r["answer"] for r in rows],
+                           [{"references": [references[r["question_id"]]]} for r in rows])
+            for row, value in zip(rows, result.per_example, strict=True):
+                row["rouge_l"] = value
+            return result.value
+
+        scored = [a for a in answers if a["question_id"] in references]
+        summary: dict[str, Any] = {
+            "rouge_l": mean_rouge(scored), "scored": len(scored),
+            "unscored_question_ids": [a["question_id"] for a in answers
+                                      if a["question_id"] not in references],
+            "references": self.references,
+        }
+        if self.compare_with:
+            other = [r for r in read_jsonl(Path(self.compare_with))
+                     if r["question_id"] in references]
+            summary["compare_with"] = self.compare_with
+            summary["compare_with_rouge_l"] = mean_rouge(other)
+        (out / "rouge_l.json").write_text(json.dumps(summary, indent=2))
+        rank_zero_info(f"MT-Bench: ROUGE-L {summary['rouge_l']} on {len(scored)} answers")
+        return summary
+
+    def judge(self, answers: list[dict[str, Any]], out: Path,
+              rouge: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Write pairwise judge prompts; call the judge when a URL is configured (``rouge``:
+        :meth:`rouge_l`'s summary, reported next to the judge scores)."""
         other = {r["question_id"]: r["answer"] for r in read_jsonl(Path(self.compare_with))}
         prompts = [
             {"question_id": a["question_id"], "prompt": JUDGE_TEMPLATE.format(
@@ -144,5 +203,8 @@ class MTBenchWriter(BasePredictionWriter):
             "assistant2_mean": sum(p[1] for p in pairs) / len(pairs) if pairs else None,
             "compare_with": self.compare_with, "judge_model": self.judge_model,
         }
+        if rouge is not None:
+            summary["assistant1_rouge_l"] = rouge["rouge_l"]
+            summary["assistant2_rouge_l"] = rouge.get("compare_with_rouge_l")
         (out / "judge_scores.json").write_text(json.dumps(summary, indent=2))
         return summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from datamodules.errors import RowProblem
@@ -59,7 +61,8 @@ class MTBench(TaskDataModule):
     Predict only: ``setup("predict")`` / ``predict_dataloader`` give the 80 questions, the first
     turn of each as the prompt. ``targets`` keep ``question_id``, ``category`` and ``turns``;
     ``text`` is the first reference answer when the file has one, else "". Source: the local file
-    ``<data_dir>/mt_bench/question.jsonl`` only (no hub dataset).
+    ``<data_dir>/mt_bench/question.jsonl`` only (no hub dataset). Reference answers for table 3's
+    ROUGE-L are read by :func:`read_reference_answers` (``MTBenchWriter(references=…)``).
     """
 
     task = "mt_bench"
@@ -102,3 +105,49 @@ class MTBench(TaskDataModule):
 
     def _split_hint(self) -> str:
         return "MT-Bench is predict-only; train on Alpaca."
+
+
+def _reference_text(row: dict[str, Any]) -> str | None:
+    """The first-turn reference of one row of any supported layout (None: no such field)."""
+    choices = row.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        turns = choices[0].get("turns")
+        return turns[0] if isinstance(turns, list) and turns else None
+    if "answer" in row:
+        return row["answer"]
+    reference = row.get("reference")
+    if isinstance(reference, list) and reference:
+        return reference[0]
+    return reference if isinstance(reference, str) else None
+
+
+def read_reference_answers(path: str | Path) -> dict[Any, str]:
+    """Reference answers to MT-Bench's first turns, by ``question_id`` (table 3 scores ROUGE-L
+    against GPT-4's answers).
+
+    A jsonl file whose rows are any of: FastChat's model-answer layout
+    (``model_answer/gpt-4.jsonl``: ``{"question_id", "choices": [{"turns": [first, …]}]}``),
+    another run's ``answers.jsonl``
+    (``{"question_id", "answer"}``) or a question file with references (``{"question_id",
+    "reference": [first, …]}``). Only the first turn is used, as only it is answered. Errors
+    name the file, the line and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MT-Bench reference answers: {path} does not exist (the "
+                                "`references` option of callbacks.MTBenchWriter)")
+    found: dict[Any, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "question_id" not in row:
+            raise ValueError(f"{path}, line {number}: no 'question_id' field")
+        text = _reference_text(row)
+        if not isinstance(text, str):
+            raise ValueError(f"{path}, line {number}: no reference text (expected choices[0]."
+                             "turns[0], 'answer' or 'reference' holding text)")
+        found[row["question_id"]] = text
+    if not found:
+        raise ValueError(f"{path}: no reference answers in the file")
+    return found

@@ -64,6 +64,9 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
     """
 
     registry: ClassVar[dict[str, type[TaskDataModule]]] = {}
+    #: Names of a task subclass's own ``__init__`` options that change its examples (E2E's
+    #: ``e2e_protocol``); their values are part of the tokenised-split cache key.
+    example_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,7 +177,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             "code": self._code_identity(), "spec": self._spec_identity(),
             "tokenizer": cache_io.tokenizer_identity(self.tokenizer),
             "hparams": {k: self.hparams[k] for k in ("chat_style", "max_length", "seed",
-                                                     "on_bad_row")},
+                                                     "on_bad_row", *self.example_options)},
             "limit": self._limit(split),
         }
         return self._cache_root() / self.task / f"{split}-{cache_io.cache_key(material)}.npz"

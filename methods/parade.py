@@ -18,6 +18,15 @@ Conditioning protocol (how the model learns what the prompt is):
 * prefill (no KV cache yet, no ``prompt_mask``): the attended tokens are the prompt.
 * decode steps (the KV cache is non-empty): the vectors made at prefill are reused; the
   generators do not run again.
+
+Where the paper is ambiguous, the readings chosen here (alternatives and reasons in
+docs/paper_readings.md): eq. 10's ``c_kᵀ h'_j`` is read as ``c_kᵀ m_{j→k}`` and the pooler's
+widths as ``r`` (:class:`~methods.poolers.CapsulePooler`); PARADE-2's "one iteration step" is
+one routing pass with uniform coupling (:class:`~methods.poolers.RoutingPooler`); "the hidden
+state of the input instruction at the current Transformer layer" is the layer's input, before
+its normalisation (``input="hidden"``; ``"normed"`` is the other reading); the vectors scale
+the projection outputs, before rotary embeddings; at prefill the generator pools every
+attended token (the prompt), in training only the ``prompt_mask`` tokens.
 """
 
 from __future__ import annotations
@@ -276,7 +285,8 @@ class Parade1(Parade):
 
 
 class Parade2(Parade):
-    """PARADE-2 (section 4.5): dynamic-routing capsules with one iteration."""
+    """PARADE-2 (section 4.5): dynamic-routing capsules with one iteration (read as one
+    routing pass with uniform coupling; see :class:`~methods.poolers.RoutingPooler`)."""
 
     def __init__(self, rank: int = 12, num_capsules: int = 4,
                  targets: tuple[str, ...] = ("q", "v", "u"), pooler: str = "routing",

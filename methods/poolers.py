@@ -64,6 +64,22 @@ class CapsulePooler(_Capsules):
     ``c_k = squash(s_k)`` (eq. 8); one refinement ``m_{j,k} += c_kᵀ m_{j→k}`` (eq. 10: the
     agreement of the capsule with its prediction vector, the dimensionally consistent reading
     of the paper's ``c_kᵀ h'_j``), then ``n`` and ``c_k`` once more. Output: ``[c_1 … c_K]``.
+
+    Readings (docs/paper_readings.md lists the alternatives and why):
+
+    * eq. 10 cannot be taken literally: ``c_k`` has ``r/K`` dimensions and ``h'_j`` has ``r``.
+      ``c_kᵀ m_{j→k} = c_kᵀ W_kᵀ h'_j = (W_k c_k)ᵀ h'_j``: the paper's product with ``c_k``
+      mapped back to the input space by its own ``W_k``, which is also the routing-by-agreement
+      update of the capsule networks it cites (Sabour et al., 2017). Rejected: comparing with
+      capsule ``k``'s slice of ``h'_j``, zero-padding ``c_k``, or one shared ``[c_1…c_K]ᵀ h'_j``
+      for all capsules.
+    * section 3.3 writes ``d_model`` for the widths of ``v_k``, ``W_k^cap`` and ``d_cap``, but
+      the pooler's input is ``h W_down`` (eq. 6), ``r`` wide: ``v_k ∈ R^r``, ``W_k ∈ R^{r×r/K}``.
+    * the logits accumulate (``m ← m + …``, as written) and the output is recomputed from the
+      refined weights ("with the new values of n_{j,k}, c_k is calculated again"); ``v_k`` is
+      initialised like ``W_k^cap`` (section 4.3 names only ``W_down`` and ``W_k^cap``).
+    * ``last_attention`` keeps the refined ``n`` (what makes the output): each capsule's
+      column sums to one over the prompt tokens (``parade explain`` draws it).
     """
 
     def __init__(self, rank: int, num_capsules: int, init_std: float = 0.02) -> None:
@@ -90,6 +106,17 @@ class RoutingPooler(_Capsules):
     Coupling coefficients are a softmax over the *output capsules* of the routing logits
     (uniform ``1/K`` at zero); ``s_k = Σ_j c_{j,k} m_{j→k}``, ``c_k = squash(s_k)``. With a single
     iteration the logit update that would follow does not influence the output.
+
+    Reading of section 4.5's "the capsule pooler of (Zhang et al., 2018) with one iteration
+    step" (docs/paper_readings.md): one iteration is one pass of the routing procedure
+    (Sabour et al., 2017, procedure 1 with ``r = 1``): zero logits, coupling, ``s_k``, squash.
+    So the coupling is uniform and the pooler is a (squashed) sum of the prompt's prediction
+    vectors; the agreement update is never used, which is what the paper blames for PARADE-2's
+    lower scores ("requires multiple iterations to calculate the proper information flow
+    coefficients"). Rejected: a softmax over tokens (a mean instead of a sum), or counting
+    "one iteration" as one agreement update after the first pass (two passes, which would
+    not be the failure the paper describes). ``last_attention`` is the coupling, ``1/K`` on
+    every prompt token.
     """
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

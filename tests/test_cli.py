@@ -53,6 +53,16 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     return found
 
 
+def image_tags(run_dir: Path) -> set[str]:
+    """Tags of the images in the run's event files."""
+    found: set[str] = set()
+    for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file))
+        acc.Reload()
+        found.update(acc.Tags()["images"])
+    return found
+
+
 def hparams_tags(run_dir: Path) -> set[str]:
     """Tags of TensorBoard's HPARAMS plugin in the run's event files."""
     found: set[str] = set()
@@ -95,6 +105,9 @@ def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     assert hparams["budget/trainable"] == budget["trainable"] and "lr" in hparams
     if method == "parade":
         assert "parade/l_q_mean" in tags and "parade/pool_entropy" in tags
+    # callbacks.PoolerAttentionMaps (configs/base.yaml): PARADE's pooler maps at dev evaluation
+    expected = {"val/pooler_map_0", "val/pooler_map_1"} if method == "parade" else set()
+    assert image_tags(run_dir) == expected
     ckpt = torch.load(metrics["ckpt_path"], weights_only=False)
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
     assert not any("embed_tokens" in k for k in ckpt["state_dict"])  # no frozen backbone

@@ -138,3 +138,17 @@ def test_tokenizer_chat_style_real(smollm2, tmp_path):
     assert prompt.endswith("relation or not?<|im_end|>\n<|im_start|>assistant\n")
     response = smollm2.decode(ex["response_ids"])
     assert response in ("entailment<|im_end|>", "not entailment<|im_end|>")
+
+
+@pytest.mark.parametrize(("protocol", "rows"), [("per_row", 4693), ("per_mr", None)])
+def test_e2e_protocols_on_the_real_test_split(protocol, rows, smollm2, tmp_path):
+    """Appendix B.3's 4,693 test rows per row; one example per MR when grouped."""
+    raw = _rows("e2e", "test")
+    if raw is None:
+        pytest.skip("e2e/test.jsonl missing")
+    dm = D.E2E(data_dir=str(DATA), cache_dir=str(tmp_path), e2e_protocol=protocol, **LIMITS)
+    dm.tokenizer = smollm2
+    examples = dm.split_examples("test")
+    expected = rows or len({r["meaning_representation"] for r in raw})
+    assert len(raw) == 4693 and dm.stats["test"]["split_rows"] == expected
+    assert all(len(ex["targets"]["references"]) == 1 for ex in examples) == (rows is not None)

@@ -7,6 +7,7 @@ from datamodule_fixtures import decode, llama2, make_dm, write_jsonl
 
 import datamodules as D
 from datamodules.generation_tasks import gsm8k_answer_number
+from datamodules.metrics import score
 from datamodules.wikisql import wikisql_to_sql
 
 NLI = "Are sentence 1 and sentence 2 have entailment relation or not?"
@@ -142,6 +143,39 @@ def test_e2e_groups_eval_by_mr(tmp_path, tok):
     assert [ex["targets"]["references"] for ex in dev] == [["r1", "r2", "r4"], ["r3"]]
     assert [ex["targets"]["text"] for ex in dev] == ["r1", "r3"]
     assert dm.stats["dev"]["split_rows"] == 2
+
+
+E2E_ROWS = [("name[Aromi], food[Thai]", "Aromi serves Thai food."),
+            ("name[Aromi], food[Thai]", "Thai food is served at Aromi."),
+            ("name[Bibi], area[riverside]", "Bibi is by the riverside."),
+            ("name[Aromi], food[Thai]", "You can get Thai food at the Aromi restaurant.")]
+
+
+def test_e2e_protocols_score_the_same_predictions_differently(tmp_path, tok):
+    """per_mr: one example per MR, best of its references; per_row: one per test row, its own
+    reference only (appendix B.3's 4,693 rows). The option is in the cache key."""
+    rows = [{"meaning_representation": mr, "human_reference": ref} for mr, ref in E2E_ROWS]
+    write_jsonl(tmp_path, "e2e", "test", rows)
+    said = {"name[Aromi], food[Thai]": "Thai food is served at Aromi.",
+            "name[Bibi], area[riverside]": "Bibi is by the riverside."}  # one output per MR
+    results = {}
+    for protocol in ("per_mr", "per_row"):
+        dm = make_dm(D.E2E, tmp_path, tok, e2e_protocol=protocol)
+        dm.setup("test")
+        examples = dm.split_examples("test")
+        predictions = [said[rows[ex["row"]]["meaning_representation"]] for ex in examples]
+        results[protocol] = (len(examples), score(dm.metric, predictions,
+                                                  [ex["targets"] for ex in examples]))
+    (n_mr, by_mr), (n_row, by_row) = results["per_mr"], results["per_row"]
+    assert (n_mr, n_row) == (2, 4)
+    assert by_mr.per_example == [1.0, 1.0]  # an exact match among each MR's references
+    assert by_row.per_example[1] == by_row.per_example[2] == 1.0
+    assert max(by_row.per_example[0], by_row.per_example[3]) < 0.7  # other wordings
+    assert by_mr.value == 1.0 > by_row.value
+    cached = sorted(p.name for p in (tmp_path / ".cache" / "e2e").glob("test-*.npz"))
+    assert len(cached) == 2  # one tokenised test split per protocol
+    with pytest.raises(ValueError, match="e2e_protocol must be one of"):
+        D.E2E(e2e_protocol="grouped")
 
 
 def test_gsm8k_answer_number_and_bad_answer(tmp_path, tok):

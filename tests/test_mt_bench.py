@@ -1,4 +1,5 @@
-"""MT-Bench writer: answers, appendix-D judge prompts, judge calls against a local fake server."""
+"""MT-Bench writer: answers, appendix-D judge prompts, judge calls against a local fake server,
+ROUGE-L against reference answers (table 3)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from callbacks.mt_bench import JUDGE_TEMPLATE, MTBenchWriter, parse_scores
+from datamodules.instruct import read_reference_answers
 
 PREDICTIONS = [[
     {"prediction": "Paris.", "target": {"question_id": 81, "category": "writing",
@@ -94,3 +96,50 @@ def test_unreachable_judge_is_recorded_not_raised(tmp_path):
     writer.write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
     summary = json.loads((tmp_path / "judge_scores.json").read_text())
     assert summary["judged"] == 0 and summary["failed"] == 1
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_rouge_l_against_reference_answers_next_to_judge_scores(tmp_path, judge_server):
+    url, _ = judge_server
+    refs = tmp_path / "gpt-4.jsonl"  # FastChat's model-answer layout
+    refs.write_text(json.dumps({"question_id": 81, "model_id": "gpt-4",
+                                "choices": [{"index": 0, "turns": ["Paris.", "Madrid."]}]}))
+    other = tmp_path / "baseline.jsonl"
+    other.write_text("\n".join(json.dumps({"question_id": q, "answer": a})
+                               for q, a in ((81, "It is Paris."), (82, "5"))))
+    out = tmp_path / "out"
+    MTBenchWriter(output_dir=str(out), compare_with=str(other), judge_url=url, timeout=5,
+                  references=str(refs)).write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
+    rouge = json.loads((out / "rouge_l.json").read_text())
+    assert rouge["rouge_l"] == 1.0 and rouge["scored"] == 1  # "Paris." == the reference
+    assert rouge["unscored_question_ids"] == [82]  # no reference for question 82
+    assert rouge["compare_with_rouge_l"] == pytest.approx(0.5)  # P 1/3, R 1 vs "Paris."
+    answers = _lines(out / "answers.jsonl")
+    assert answers[0]["rouge_l"] == 1.0 and "rouge_l" not in answers[1]
+    judged = json.loads((out / "judge_scores.json").read_text())
+    assert judged["assistant1_mean"] == 9.0 and judged["assistant1_rouge_l"] == 1.0
+    assert judged["assistant2_rouge_l"] == rouge["compare_with_rouge_l"]
+
+
+def test_references_from_the_question_file_and_file_layouts(tmp_path):
+    predictions = [[{**PREDICTIONS[0][0], "target": {**PREDICTIONS[0][0]["target"],
+                                                     "text": "Paris is the capital."}},
+                    {**PREDICTIONS[0][1], "target": {**PREDICTIONS[0][1]["target"], "text": ""}}]]
+    MTBenchWriter(output_dir=str(tmp_path), references="question_file").write_on_epoch_end(
+        FakeTrainer(), None, predictions, [])
+    rouge = json.loads((tmp_path / "rouge_l.json").read_text())
+    assert rouge["scored"] == 1 and rouge["unscored_question_ids"] == [82]
+    assert rouge["rouge_l"] == pytest.approx(2 * (1 / 1) * (1 / 4) / (1 + 1 / 4))  # LCS "paris"
+    layouts = tmp_path / "refs.jsonl"
+    layouts.write_text("\n".join(json.dumps(r) for r in (
+        {"question_id": 1, "answer": "a"}, {"question_id": 2, "reference": ["b", "c"]},
+        {"question_id": 3, "choices": [{"turns": ["d"]}]})))
+    assert read_reference_answers(layouts) == {1: "a", 2: "b", 3: "d"}
+    layouts.write_text(json.dumps({"question_id": 1, "turns": ["q"]}))
+    with pytest.raises(ValueError, match=r"refs.jsonl, line 1: no reference text"):
+        read_reference_answers(layouts)
+    with pytest.raises(FileNotFoundError, match="references file .* does not exist"):
+        MTBenchWriter(references=str(tmp_path / "missing.jsonl"))

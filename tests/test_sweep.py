@@ -281,7 +281,7 @@ def test_report_marks_best_and_second_and_aggregates(tmp_path):
 def test_shipped_sweep_files_expand():
     counts = {"table1.yaml": 7 * 3 * 5, "table6.yaml": 3 * 5 * 5,
               "figure2.yaml": 2 * 3 * 7 * 5, "cpu_smollm2.yaml": 2 * 3 * 2,
-              "multi_gpu_llama2_7b.yaml": 7 * 3 * 5}
+              "multi_gpu_llama2_7b.yaml": 7 * 3 * 5, "table7.yaml": 2 * 3 * 3 * 5}
     for name, expected in counts.items():
         sweep = load_sweep(ROOT / "sweeps" / name, root=ROOT)
         assert len(expand(sweep, solve_budgets=False)) == expected, name

@@ -4,16 +4,23 @@ classes (``size_knob`` / ``sized``), budget axes and ``match:`` entries in plans
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_sweep import write_sweep
 
-from parade_lightning.sweep.budget_match import count_parameters, solve, target_count
+from parade_lightning.sweep.budget_match import (
+    PRESETS,
+    count_parameters,
+    solve,
+    target_count,
+)
 from parade_lightning.sweep.commands import main as sweep_main
 from parade_lightning.sweep.plan import expand
 from parade_lightning.sweep.sweep_file import load_sweep
 
 LLAMA2_7B = "llama2-7b"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_budget_known_llama2_7b_cases():
@@ -78,3 +85,38 @@ def test_method_match_key_and_budget_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["value"] == 4
 
 
+
+
+def _parade_count(preset: dict, rank: int = 12, capsules: int = 4) -> int:
+    """PARADE's trainable count from the architecture (eq. 6, q v u): per layer W_down,
+    the pooler's W_k^cap and v_k, W_up and b_up over d_q + d_v + d_ffn."""
+    d = preset.get("hidden_size", preset.get("n_embd"))
+    ffn = preset.get("intermediate_size", 4 * d)
+    layers = preset.get("num_hidden_layers", preset.get("n_layer"))
+    d_out = 2 * d + ffn
+    per_layer = d * rank + capsules * rank * (rank // capsules) + capsules * rank \
+        + (rank + 1) * d_out
+    return layers * per_layer
+
+
+def test_table7_plans_matched_budgets_on_gpt2_large_and_pythia():
+    """sweeps/table7.yaml (appendix H): both backbones x BoolQ/E2E/SQuAD x (IA)^3/LoRA/PARADE
+    x 5 seeds; the baselines are solved to PARADE's count on each backbone's preset, which
+    also checks the role table places q v u / q k u / every role on fused GPT-2 and GPT-NeoX."""
+    runs = expand(load_sweep(ROOT / "sweeps" / "table7.yaml", root=ROOT))
+    assert len(runs) == 2 * 3 * 3 * 5
+    by_id = {r.run_id: r for r in runs}
+    for group, hub_id, preset in (("gpt2-large", "openai-community/gpt2-large", "gpt2-large"),
+                                  ("pythia-1.4b", "EleutherAI/pythia-1.4b", "pythia-1.4b")):
+        parade = by_id[f"e2e/parade/{group}/seed1"]
+        assert parade.overrides["model.backbone"] == hub_id and parade.budget is None
+        target = _parade_count(PRESETS[preset])
+        assert count_parameters(hub_id, "methods.Parade", {}) == target
+        for method, knob in (("ia3_paper", "dim"), ("lora", "r")):
+            run = by_id[f"squad/{method}/{group}/seed3"]
+            assert run.budget["target"] == target and run.budget["knob"] == knob
+            assert abs(run.budget["relative_error"]) < 0.01
+            assert run.overrides[f"model.method.init_args.{knob}"] == run.budget["value"]
+    gpt2 = [r for r in runs if "/gpt2-large/" in r.run_id]
+    assert {r.overrides.get("data.init_args.max_length") for r in gpt2} == {1024}
+    assert by_id["boolq/lora/pythia-1.4b/seed1"].overrides.get("data.init_args.max_length") is None

@@ -38,6 +38,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                         num_hidden_layers=24, num_attention_heads=16, vocab_size=50304,
                         rotary_pct=0.25),
 }
+#: Hub ids whose architecture is a preset's: counted from the preset, offline (a sweep whose
+#: runs load these backbones plans without a download; sweeps/table7.yaml).
+PRESET_IDS: dict[str, str] = {
+    "meta-llama/Llama-2-7b-hf": "llama2-7b", "meta-llama/Llama-2-13b-hf": "llama2-13b",
+    "openai-community/gpt2-large": "gpt2-large", "EleutherAI/pythia-1.4b": "pythia-1.4b",
+}
 _MAX_KNOB = 1 << 16
 
 
@@ -67,6 +73,7 @@ def _key(backbone: str | dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _config(key: str):
+    key = PRESET_IDS.get(key, key)
     if key in PRESETS or key.startswith("{"):
         kwargs = dict(PRESETS[key] if key in PRESETS else json.loads(key))
         return AutoConfig.for_model(kwargs.pop("model_type", "llama"), **kwargs)
