@@ -100,6 +100,6 @@ def test_paired_bootstrap_calls_only_clear_differences():
 
 def test_study_sweeps_ship_and_plan():
     root = Path(__file__).resolve().parents[1]
-    for name in ("quality_sst2", "quality_e2e", "quality_ablation_sst2"):
+    for name in ("quality_sst2", "quality_e2e", "quality_squad", "quality_ablation_sst2"):
         runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
         assert len(study.selection_indices(runs, 1)) in (10, 12), name
