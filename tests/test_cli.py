@@ -53,22 +53,24 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     return found
 
 
-def image_tags(run_dir: Path) -> set[str]:
-    """Tags of the images in the run's event files."""
-    found: set[str] = set()
+def _accumulators(run_dir: Path) -> list[EventAccumulator]:
+    out = []
     for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(event_file))
         acc.Reload()
-        found.update(acc.Tags()["images"])
-    return found
+        out.append(acc)
+    return out
+
+
+def image_tags(run_dir: Path) -> set[str]:
+    """Tags of the images in the run's event files."""
+    return {tag for acc in _accumulators(run_dir) for tag in acc.Tags()["images"]}
 
 
 def hparams_tags(run_dir: Path) -> set[str]:
     """Tags of TensorBoard's HPARAMS plugin in the run's event files."""
     found: set[str] = set()
-    for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(event_file))
-        acc.Reload()
+    for acc in _accumulators(run_dir):
         with contextlib.suppress(KeyError):  # KeyError: no HPARAMS entry in this file
             found.update(acc.PluginTagToContent("hparams"))
     return found
