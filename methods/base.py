@@ -98,6 +98,29 @@ class PeftMethod:
         :func:`~parade_lightning.generate`'s decode steps). Default: nothing."""
 
     @classmethod
+    def knob(cls, init_args: dict[str, Any]) -> str | None:
+        """The knob budget matching solves for these ``init_args`` (default
+        :attr:`size_knob`; :class:`methods.FromPeft` answers per PEFT type)."""
+        return cls.size_knob
+
+    def on_fit_start(self, model: nn.Module, total_steps: int) -> None:
+        """Training hook: called once before training with the run's optimiser steps
+        (``Trainer.estimated_stepping_batches``). Default: nothing."""
+
+    def on_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Training hook: called after every optimiser step (``step`` counts from 0; the step's
+        gradients are still on the parameters), e.g. AdaLoRA's rank allocation. Default:
+        nothing."""
+
+    def training_state(self, model: nn.Module) -> dict[str, Any]:
+        """Method state besides the parameters that a resumed run needs (tensors, numbers,
+        strings, lists and dicts only: checkpoints load with ``weights_only=True``)."""
+        return {}
+
+    def load_training_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state` when a run resumes. Default: nothing."""
+
+    @classmethod
     def sized(cls, init_args: dict[str, Any], value: int) -> dict[str, Any]:
         """Complete ``init_args`` with the :attr:`size_knob` set to ``value`` (what budget
         matching counts). Override to keep dependent arguments consistent (LoRA keeps
@@ -184,6 +207,12 @@ class PeftMethod:
                 f"adapter weights do not fit this {type(self).__name__} "
                 f"({self.config()}): " + "; ".join(problems)
             )
+
+    def parameter_rows(self, model: nn.Module) -> list[tuple[int, str, str, int]]:
+        """``(layer, group, role, count)`` of every parameter, for budget reports (default:
+        each adapter module's :meth:`AdapterModule.parameter_roles`)."""
+        return [(adapter.layer, group, role, count) for _, adapter in self.adapters(model)
+                for group, role, count in adapter.parameter_roles()]
 
     def num_trainable_parameters(self, model: nn.Module) -> int:
         return sum(p.numel() for _, p in self.named_adapter_parameters(model))
