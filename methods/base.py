@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from methods.adapter_files import save_pretrained
 from methods.architectures import ROLES, get_architecture
 
 
@@ -85,6 +87,10 @@ class PeftMethod:
     #: The ``__init__`` argument that sizes the method (``rank``, ``r``, ``dim``…), which
     #: budget matching solves; ``None``: a fixed size. See :meth:`sized`.
     size_knob: ClassVar[str | None] = None
+
+    #: Whether the method's math broadcasts over a leading per-row dimension of its parameters,
+    #: which :class:`parade_lightning.multitenant.MultiTenantModel` relies on to mix tenants.
+    per_row_weights: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- to implement
     def install(self, model: nn.Module) -> None:
@@ -213,6 +219,14 @@ class PeftMethod:
         each adapter module's :meth:`AdapterModule.parameter_roles`)."""
         return [(adapter.layer, group, role, count) for _, adapter in self.adapters(model)
                 for group, role, count in adapter.parameter_roles()]
+
+    @staticmethod
+    def save_pretrained(model: nn.Module, folder: str | Path, backbone: str | None = None,
+                        card: dict[str, Any] | None = None) -> Path:
+        """``Parade.save_pretrained(model, folder)``: the attached method's adapter folder
+        (:func:`methods.adapter_files.save_pretrained`; load it with
+        :func:`methods.pretrained.load_pretrained`)."""
+        return save_pretrained(model, folder, backbone, card)
 
     def num_trainable_parameters(self, model: nn.Module) -> int:
         return sum(p.numel() for _, p in self.named_adapter_parameters(model))

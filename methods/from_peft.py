@@ -100,6 +100,8 @@ class FromPeft(PeftMethod):
             ``tinit`` / ``tfinal`` below 1 are fractions of them.
     """
 
+    per_row_weights = False  # PEFT's layers take one weight matrix, not one per row
+
     def __init__(self, peft_type: str = "ADALORA",
                  peft_config: dict[str, Any] | None = None) -> None:
         self.peft_type = str(peft_type).upper()
@@ -276,6 +278,13 @@ class FromPeft(PeftMethod):
             if kwargs.get(key) is not None:
                 kwargs[key] = kwargs[key] + n
         return args, kwargs
+
+    @property
+    def peft_model(self) -> PeftModelForCausalLM:
+        """PEFT's wrapper around the backbone (``save_pretrained`` writes a PEFT folder)."""
+        if self._wrapper is None:
+            raise ValueError("FromPeft is not attached to a model yet")
+        return self._wrapper
 
     # ---------------------------------------------------------------- parameters
     def named_adapter_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

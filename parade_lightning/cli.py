@@ -4,6 +4,7 @@
     parade fit --config configs/methods/lora.yaml --config configs/tasks/sst2.yaml
     parade fit --model.method Parade4 --print_config
     parade sweep run --config sweeps/cpu_smollm2.yaml     (see parade_lightning.sweep)
+    parade export --ckpt_path best.ckpt --out adapters/x  (see parade_lightning.export_command)
 
 Methods and datamodules are chosen by ``class_path`` (``methods.Parade`` or just ``Parade``);
 ``model.backbone`` is linked into the datamodule so both use the same tokenizer.
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import TaskDataModule
 from methods.registry import canonical_path, method_class
+from parade_lightning.export_command import main as export_main
 from parade_lightning.lit_module import PeftLitModule
 from parade_lightning.sweep.commands import main as sweep_main
 
@@ -88,6 +90,9 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] == "sweep":
         sweep_main(argv[1:])
+        return
+    if argv and argv[0] == "export":  # parade_lightning.export_command
+        export_main(argv[1:])
         return
     build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
 

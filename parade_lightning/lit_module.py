@@ -20,6 +20,7 @@ import torch
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from datamodules.metrics import score
+from methods.adapter_files import backbone_fingerprint
 from methods.backbones import load_backbone
 from methods.base import PeftMethod
 from methods.parade import Parade
@@ -198,6 +199,7 @@ class PeftLitModule(L.LightningModule):
         return max(int(self.trainer.estimated_stepping_batches), 1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["backbone_config"] = backbone_fingerprint(self.model)[0]  # checked on load
         state = self.method.training_state(self.model)
         if state:
             checkpoint["method_state"] = state
