@@ -11,7 +11,7 @@ like the built-in methods::
         class_path: methods.FromPeft
         init_args:
           peft_type: ADALORA
-          config: {init_r: 8, target_r: 4, target_modules: [q, k, v, o, g, u, d]}
+          peft_config: {init_r: 8, target_r: 4, target_modules: [q, k, v, o, g, u, d]}
 
 ``target_modules`` (and (IA)³'s ``feedforward_modules``) are **role letters** (section 3.1),
 translated to module names through the role table (:mod:`methods.architectures`); absent, every
@@ -23,10 +23,13 @@ How PEFT's injection fits the method contract:
   replace the targeted projections *inside* the backbone; prompt learning keeps its encoder in
   the wrapper, and ``FromPeft`` registers that encoder on the backbone as an
   :class:`~methods.AdapterModule` (``peft_prompt``), so device moves and state dicts see it.
-* The backbone stays the model the LightningModule holds: its ``forward`` and ``generate`` are
-  routed through the wrapper (which adds AdaLoRA's orthogonal regulariser to the loss, prepends
-  virtual tokens or the prefix cache and extends the attention mask), and the wrapper's inner
-  call reaches the backbone's own class ``forward``.
+* The backbone stays the model the LightningModule holds. A tuner's ``forward`` is routed
+  through PEFT's wrapper (which adds AdaLoRA's orthogonal regulariser to the loss; the
+  wrapper's own call into the backbone reaches the backbone's class ``forward``); ``generate``
+  needs nothing, the tuner layers sit in the backbone. Prompt learning works in a forward
+  pre-hook of the backbone (:meth:`FromPeft._prompt_inputs`): soft tokens before the input
+  embeddings or the prefix in the KV cache at prefill, masks and positions shifted at every
+  step, so training, greedy and beam search agree (tested against the teacher-forced forward).
 * The method's parameters are the ones PEFT made trainable, recorded by name at install time;
   :meth:`named_adapter_parameters`, state dicts, counts and checkpoints use that list.
 * AdaLoRA's rank allocator runs after every optimiser step (:meth:`on_optimizer_step`, wired by
@@ -69,7 +72,17 @@ SIZE_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "P_TUNING": ("num_virtual_tokens", ()),
     "PREFIX_TUNING": ("num_virtual_tokens", ()),
 }
-_ROLE_FIELDS = ("target_modules", "feedforward_modules")
+#: PEFT types that cannot work in this pipeline, and why (a clear error at construction).
+UNSUPPORTED: dict[str, str] = {
+    "MULTITASK_PROMPT_TUNING": "it needs per-example task_ids, which no task provides",
+    "POLY": "it needs per-example task_ids, which no task provides",
+    "CPT": "it needs CPT's per-token input_type_mask and its own loss",
+    "CARTRIDGE": "it needs a precomputed KV cache as initialisation",
+    "ADAPTION_PROMPT": "it targets whole attention modules, not the role table's projections",
+    "LN_TUNING": "it targets normalisation layers, not the role table's projections",
+    "TRAINABLE_TOKENS": "it targets the embedding, not the role table's projections",
+    "XLORA": "it needs its own classifier over separately trained LoRA adapters",
+}
 
 
 def _field_default(peft_type: str, name: str) -> Any:
@@ -93,7 +106,7 @@ class FromPeft(PeftMethod):
     Args:
         peft_type: PEFT's name of the method: ``ADALORA``, ``PROMPT_TUNING``,
             ``PREFIX_TUNING``, ``P_TUNING``, ``LORA``, ``IA3``, ``LOHA``…
-        config: the fields of PEFT's config class for that type (``init_r``, ``target_r``,
+        peft_config: the fields of PEFT's config class for that type (``init_r``, ``target_r``,
             ``num_virtual_tokens``…). ``target_modules`` / ``feedforward_modules`` are role
             letters (``[q, v]`` or ``"qv"``), default every role. ``task_type`` is always
             ``CAUSAL_LM``. AdaLoRA: ``total_step`` defaults to the run's optimiser steps, and
@@ -109,6 +122,11 @@ class FromPeft(PeftMethod):
         if self.peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
             raise ValueError(f"FromPeft: unknown peft_type {peft_type!r}; PEFT knows "
                              f"{sorted(PEFT_TYPE_TO_CONFIG_MAPPING)}")
+        if self.peft_type in UNSUPPORTED:
+            raise ValueError(
+                f"FromPeft({self.peft_type}) cannot work in this pipeline: "
+                f"{UNSUPPORTED[self.peft_type]}. Projection tuners (ADALORA, LORA, IA3, LOHA, "
+                "LOKR, OFT, BOFT, VERA…) and PROMPT_TUNING, P_TUNING, PREFIX_TUNING do")
         for key in ("task_type", "peft_type"):
             if key in self.peft_config:
                 raise ValueError(f"FromPeft: peft_config.{key} is set by FromPeft; remove it")
@@ -144,8 +162,8 @@ class FromPeft(PeftMethod):
         return {**init_args, "peft_type": peft_type, "peft_config": config}
 
     # ---------------------------------------------------------------- install
-    def _roles(self, model: nn.Module, key: str, value: Any) -> tuple[str, ...]:
-        letters = list(value) if isinstance(value, str) else list(value)
+    def _roles(self, key: str, value: Any) -> tuple[str, ...]:
+        letters = list(value)  # [q, v] or "qv"
         bad = [x for x in letters if x not in ROLES]
         if bad:
             raise ValueError(
@@ -172,11 +190,11 @@ class FromPeft(PeftMethod):
         """PEFT's config object for ``model`` (roles translated to module names)."""
         config = dict(self.peft_config)
         if not issubclass(PEFT_TYPE_TO_CONFIG_MAPPING[self.peft_type], PromptLearningConfig):
-            roles = self._roles(model, "target_modules",
+            roles = self._roles("target_modules",
                                 config.get("target_modules") or available_roles(model))
             config["target_modules"] = self._module_names(model, "target_modules", roles)
             if config.get("feedforward_modules") is not None:
-                ff = self._roles(model, "feedforward_modules", config["feedforward_modules"])
+                ff = self._roles("feedforward_modules", config["feedforward_modules"])
                 config["feedforward_modules"] = self._module_names(model, "feedforward_modules",
                                                                    ff)
             self._where = {s.name: (s.layer, "".join(x.role for x in group))
@@ -199,7 +217,11 @@ class FromPeft(PeftMethod):
         get_architecture(model)
         config = self.build_peft_config(model)
         original_forward = model.forward
-        wrapper = PeftModelForCausalLM(model, config)
+        try:
+            wrapper = PeftModelForCausalLM(model, config)
+        except (TypeError, ValueError, NotImplementedError) as err:
+            raise ValueError(f"FromPeft({self.peft_type}): PEFT cannot build it on this "
+                             f"{model.config.model_type} model: {err}") from None
         self._wrapper = wrapper
         if config.is_prompt_learning:
             model.add_module("peft_prompt", PromptEncoder(wrapper.prompt_encoder))
@@ -274,9 +296,9 @@ class FromPeft(PeftMethod):
                 kwargs["cache_position"] = torch.arange(n + position.shape[0],
                                                         device=position.device)
             return args, kwargs
-        for key in ("position_ids", "cache_position"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = kwargs[key] + n
+        for name in ("position_ids", "cache_position"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = kwargs[name] + n
         return args, kwargs
 
     @property
