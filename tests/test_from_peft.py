@@ -205,3 +205,13 @@ def test_cli_fit_evaluates_tests_and_resumes_with_a_shipped_config(tmp_path, nam
     last = run_dir / "checkpoints" / "last.ckpt"
     again = build_cli(["fit", *args, "--trainer.max_steps", "6", "--ckpt_path", str(last)])
     assert again.trainer.global_step == 6
+
+
+def test_optimizer_step_hook_counts_optimiser_steps_under_accumulation(tmp_path):
+    method = FromPeft("ADALORA", {"init_r": 2, "target_r": 1, "deltaT": 1})
+    module = PeftLitModule("tiny-llama", method=method, lr=1e-2)
+    calls = []
+    method.on_optimizer_step = lambda model, step, total: calls.append((step, total))
+    trainer(tmp_path, max_steps=3, accumulate_grad_batches=2).fit(module, datamodule=ToyData())
+    assert calls == [(0, 3), (1, 3), (2, 3)]
+    assert method.peft_model.base_model.peft_config["default"].total_step == 3
