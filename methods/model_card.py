@@ -19,8 +19,9 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: dict[str, Any]) -> list[str]:
-    return ["| | |", "|---|---|", *(f"| {k} | {_value(v)} |" for k, v in rows.items())]
+def _table(rows: dict[str, Any], what: str) -> list[str]:
+    return [f"| {what} | value |", "|---|---|",
+            *(f"| {k} | {_value(v)} |" for k, v in rows.items())]
 
 
 def render_card(config: dict[str, Any]) -> str:
@@ -29,19 +30,21 @@ def render_card(config: dict[str, Any]) -> str:
     name = method["class_path"].rsplit(".", 1)[-1]
     card = config.get("card") or {}
     budget = config.get("budget") or {}
+    backbone = f"`{config['backbone']}`" if config.get("backbone") else "an unnamed backbone"
+    version = config.get("library", {}).get("parade-lightning", "")
     lines = [f"# {name} adapter" + (f" for {card['task']}" if card.get("task") else ""), "",
-             f"A parameter-efficient adapter for `{config.get('backbone') or 'an unnamed'}` "
-             f"({config.get('model_type')}), written by parade-lightning "
-             f"{config.get('library', {}).get('parade-lightning', '')}.", "",
-             "## Method", "", f"`{method['class_path']}`", "", *_table(method["init_args"]), ""]
+             f"A parameter-efficient adapter for {backbone} ({config.get('model_type')}), "
+             f"written by parade-lightning {version}.", "",
+             "## Method", "", f"`{method['class_path']}`", "",
+             *_table(method["init_args"], "argument"), ""]
     if budget:
         lines += ["## Budget", "", *_table({
             "trainable parameters": f"{budget['trainable']:,}",
             "backbone + adapter parameters": f"{budget['total']:,}",
-            "trainable %": f"{budget['percent']:.4f}"}), ""]
+            "trainable %": f"{budget['percent']:.4f}"}, "count"), ""]
     for title, key in (("Data", "data"), ("Metrics", "metrics"), ("Training", "training")):
         if card.get(key):
-            lines += [f"## {title}", "", *_table(card[key]), ""]
+            lines += [f"## {title}", "", *_table(card[key], key.rstrip("s")), ""]
     lines += ["## Loading", "", "```python",
               "from methods.pretrained import load_pretrained",
               "model = load_pretrained(\"path/to/this/folder\")  # loads the recorded backbone",
