@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from methods.adapter_files import save_pretrained
 from methods.architectures import ROLES, get_architecture
 
 
@@ -86,6 +88,10 @@ class PeftMethod:
     #: budget matching solves; ``None``: a fixed size. See :meth:`sized`.
     size_knob: ClassVar[str | None] = None
 
+    #: Whether the method's math broadcasts over a leading per-row dimension of its parameters,
+    #: which :class:`parade_lightning.multitenant.MultiTenantModel` relies on to mix tenants.
+    per_row_weights: ClassVar[bool] = True
+
     # ---------------------------------------------------------------- to implement
     def install(self, model: nn.Module) -> None:
         """Create the adapter modules and hooks on a frozen ``model``."""
@@ -96,6 +102,29 @@ class PeftMethod:
         """Called before every forward of the adapted model with the forward's keyword
         arguments and this method's :attr:`batch_keys` values (``None`` when not given, as in
         :func:`~parade_lightning.generate`'s decode steps). Default: nothing."""
+
+    @classmethod
+    def knob(cls, init_args: dict[str, Any]) -> str | None:
+        """The knob budget matching solves for these ``init_args`` (default
+        :attr:`size_knob`; :class:`methods.FromPeft` answers per PEFT type)."""
+        return cls.size_knob
+
+    def on_fit_start(self, model: nn.Module, total_steps: int) -> None:
+        """Training hook: called once before training with the run's optimiser steps
+        (``Trainer.estimated_stepping_batches``). Default: nothing."""
+
+    def on_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Training hook: called after every optimiser step (``step`` counts from 0; the step's
+        gradients are still on the parameters), e.g. AdaLoRA's rank allocation. Default:
+        nothing."""
+
+    def training_state(self, model: nn.Module) -> dict[str, Any]:
+        """Method state besides the parameters that a resumed run needs (tensors, numbers,
+        strings, lists and dicts only: checkpoints load with ``weights_only=True``)."""
+        return {}
+
+    def load_training_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state` when a run resumes. Default: nothing."""
 
     @classmethod
     def sized(cls, init_args: dict[str, Any], value: int) -> dict[str, Any]:
@@ -184,6 +213,20 @@ class PeftMethod:
                 f"adapter weights do not fit this {type(self).__name__} "
                 f"({self.config()}): " + "; ".join(problems)
             )
+
+    def parameter_rows(self, model: nn.Module) -> list[tuple[int, str, str, int]]:
+        """``(layer, group, role, count)`` of every parameter, for budget reports (default:
+        each adapter module's :meth:`AdapterModule.parameter_roles`)."""
+        return [(adapter.layer, group, role, count) for _, adapter in self.adapters(model)
+                for group, role, count in adapter.parameter_roles()]
+
+    @staticmethod
+    def save_pretrained(model: nn.Module, folder: str | Path, backbone: str | None = None,
+                        card: dict[str, Any] | None = None) -> Path:
+        """``Parade.save_pretrained(model, folder)``: the attached method's adapter folder
+        (:func:`methods.adapter_files.save_pretrained`; load it with
+        :func:`methods.pretrained.load_pretrained`)."""
+        return save_pretrained(model, folder, backbone, card)
 
     def num_trainable_parameters(self, model: nn.Module) -> int:
         return sum(p.numel() for _, p in self.named_adapter_parameters(model))

@@ -70,11 +70,10 @@ def parameter_budget(model: nn.Module) -> Budget:
     by_group: dict[str, int] = defaultdict(int)
     by_role: dict[str, int] = defaultdict(int)
     by_layer: dict[int, int] = defaultdict(int)
-    for _, adapter in method.adapters(model):
-        for group, role, count in adapter.parameter_roles():
-            by_group[group] += count
-            by_role[role] += count
-            by_layer[adapter.layer] += count
+    for layer, group, role, count in method.parameter_rows(model):
+        by_group[group] += count
+        by_role[role] += count
+        by_layer[layer] += count
     trainable = method.num_trainable_parameters(model)
     total = sum(p.numel() for p in model.parameters())
     return Budget(

@@ -1,4 +1,4 @@
-"""Export LoRA and (IA)³ adapters as Hugging Face PEFT adapter folders.
+"""Export LoRA, (IA)³ and FromPeft adapters as Hugging Face PEFT adapter folders.
 
 The folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` and loads with
 ``peft.PeftModel.from_pretrained(base, out_dir)``. PEFT puts one adapter on each module, so
@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from methods.architectures import weight_out_in
+from methods.from_peft import FromPeft
 from methods.ia3 import IA3, IA3Adapter
 from methods.lora import LoRA, LoraAdapter
 
@@ -74,7 +75,8 @@ def export_peft(
     """Write the model's LoRA or (IA)³ adapter as a PEFT adapter folder.
 
     Args:
-        model: a backbone with :class:`methods.LoRA` or :class:`methods.IA3` attached.
+        model: a backbone with :class:`methods.LoRA`, :class:`methods.IA3` or
+            :class:`methods.FromPeft` (written by PEFT itself) attached.
         out_dir: folder to create (existing files inside are overwritten).
         base_model_name_or_path: recorded in ``adapter_config.json`` for PEFT.
 
@@ -103,11 +105,17 @@ def export_peft(
             **common, "peft_type": "IA3", "target_modules": targets,
             "feedforward_modules": feedforward, "init_ia3_weights": True,
         }
+    elif isinstance(method, FromPeft):  # already PEFT's: its own writer
+        out = Path(out_dir)
+        method.peft_model.peft_config["default"].base_model_name_or_path = \
+            base_model_name_or_path
+        method.peft_model.save_pretrained(str(out))
+        return out
     else:
         name = type(method).__name__ if method is not None else "no method"
         raise TypeError(
-            f"export_peft supports LoRA and IA3 adapters; the model carries {name} "
-            "(PEFT has no equivalent of PARADE's prompt-conditioned generators)"
+            f"export_peft supports LoRA and IA3 adapters (and FromPeft's); the model carries "
+            f"{name} (PEFT has no equivalent of PARADE's prompt-conditioned generators)"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

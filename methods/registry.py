@@ -20,12 +20,13 @@ import inspect
 from typing import Any
 
 from methods.base import PeftMethod
+from methods.from_peft import FromPeft
 from methods.ia3 import IA3, PaperIA3
 from methods.lora import LoRA
 from methods.parade import Parade, Parade1, Parade2, Parade3, Parade4
 
 BUILTIN: tuple[type[PeftMethod], ...] = (
-    Parade, Parade1, Parade2, Parade3, Parade4, IA3, PaperIA3, LoRA,
+    Parade, Parade1, Parade2, Parade3, Parade4, IA3, PaperIA3, LoRA, FromPeft,
 )
 
 

@@ -5,6 +5,7 @@
     parade fit --model.method Parade4 --print_config
     parade sweep run --config sweeps/cpu_smollm2.yaml     (see parade_lightning.sweep)
     parade explain --ckpt_path best.ckpt --prompt "…"     (see parade_lightning.explain)
+    parade export --ckpt_path best.ckpt --out adapters/x  (see parade_lightning.export_command)
 
 Methods and datamodules are chosen by ``class_path`` (``methods.Parade`` or just ``Parade``);
 ``model.backbone`` is linked into the datamodule so both use the same tokenizer.
@@ -21,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules import TaskDataModule
 from methods.registry import canonical_path, method_class
 from parade_lightning.explain import main as explain_main
+from parade_lightning.export_command import main as export_main
 from parade_lightning.lit_module import PeftLitModule
 from parade_lightning.quiet import quiet_third_party
 from parade_lightning.sweep.commands import main as sweep_main
@@ -95,6 +97,9 @@ def main(args: list[str] | None = None) -> None:
         return
     if argv and argv[0] == "explain":  # pooler attention maps (parade_lightning.explain)
         explain_main(argv[1:])
+        return
+    if argv and argv[0] == "export":  # parade_lightning.export_command
+        export_main(argv[1:])
         return
     build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
 

@@ -20,6 +20,7 @@ import torch
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from datamodules.metrics import score
+from methods.adapter_files import backbone_fingerprint
 from methods.backbones import load_backbone
 from methods.base import PeftMethod
 from methods.parade import Parade
@@ -175,7 +176,7 @@ class PeftLitModule(L.LightningModule):
         params = [p for _, p in self.method.named_adapter_parameters(self.model)]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr,
                                       weight_decay=self.hparams.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self._total_steps()
         warmup = int(round(self.hparams.warmup_ratio * total))
         if self.hparams.scheduler == "linear":
             scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
@@ -183,6 +184,28 @@ class PeftLitModule(L.LightningModule):
             scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_fit_start(self) -> None:
+        self.method.on_fit_start(self.model, self._total_steps())
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the method's per-step hook (AdaLoRA's rank allocation)
+        while the step's gradients are still there."""
+        super().optimizer_step(*args, **kwargs)
+        step = self.trainer.global_step  # the step just taken, from 0 (counted after this)
+        self.method.on_optimizer_step(self.model, step, self._total_steps())
+
+    def _total_steps(self) -> int:
+        return max(int(self.trainer.estimated_stepping_batches), 1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["backbone_config"] = backbone_fingerprint(self.model)[0]  # checked on load
+        state = self.method.training_state(self.model)
+        if state:
+            checkpoint["method_state"] = state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.method.load_training_state(self.model, checkpoint.get("method_state") or {})
 
     # ------------------------------------------------------------------ adapter-only state
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # noqa: D102

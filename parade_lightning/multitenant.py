@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.adapter_files import AdapterFile, load_adapter
+from methods.adapter_files import AdapterFile, check_backbone, load_adapter
 from methods.backbones import load_backbone
 from methods.base import PeftMethod
 from methods.registry import method_from_config
@@ -73,7 +73,8 @@ class MultiTenantModel:
         return list(self._states)
 
     def add_tenant(self, name: str, source: str | Path | AdapterFile) -> None:
-        """Register a tenant's adapter (folder, ``.ckpt`` or :class:`AdapterFile`).
+        """Register a tenant's adapter (a :func:`methods.save_pretrained` folder of either
+        format version, a ``.ckpt`` or an :class:`AdapterFile`).
 
         Raises a clear error, leaving the other tenants untouched, when the adapter was trained
         on another backbone, uses another method configuration, or has mis-shaped weights.
@@ -84,7 +85,16 @@ class MultiTenantModel:
                 f"tenant {name!r}: adapter {adapter.source} was trained on backbone "
                 f"{adapter.backbone!r}, this model serves {self.backbone!r}"
             )
+        try:
+            check_backbone(adapter, self.model)  # the recorded architecture, field by field
+        except ValueError as err:
+            raise ValueError(f"tenant {name!r}: {err}") from None
         method = method_from_config(adapter.method)  # defaults filled in, short names resolved
+        if not method.per_row_weights:
+            raise ValueError(
+                f"tenant {name!r}: {type(method).__name__} cannot serve mixed batches (its "
+                "layers take one weight per module, not one per row); serve it alone with "
+                "methods.pretrained.load_pretrained")
         if self.method is None:
             method.attach(self.model)
             self.method = method

@@ -108,11 +108,12 @@ def knob_setter(class_path: str, init_args: dict[str, Any], knob: str | None = N
     base = effective_args(cls, init_args)
     if knob is not None:
         return knob, lambda k: {**base, knob: k}
-    if cls.size_knob is None:
+    name = cls.knob(base)
+    if name is None:
         raise ValueError(f"{class_path} declares no size_knob; set `knob:` in the sweep file to "
                          "the integer init arg that sizes the method")
     cls.sized(base, 1)  # a fixed-size configuration says so now
-    return cls.size_knob, lambda k: cls.sized(base, k)
+    return name, lambda k: cls.sized(base, k)
 
 
 def target_count(backbone: str | dict[str, Any], target: float | dict[str, Any]) -> int:
