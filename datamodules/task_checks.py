@@ -3,15 +3,16 @@
 Each finds one kind of mistake *in the task* (not in the data) and raises
 :class:`~datamodules.errors.TaskDefinitionError` saying what to change:
 
-* :func:`check_declarations` (no data needed): the template parses, the ``truncate_field`` is
-  one of its placeholders, ``metric: accuracy`` has label words;
+* :func:`check_declarations` (no data needed): the template parses, ``metric: accuracy`` has
+  label words;
 * :func:`check_split_files`: every source file the stage's splits are cut from exists (all
   are checked before the first split is loaded, and the split rule is named in the message);
   a labelled file the split rule does not use is reported;
 * :func:`check_source` (a source split's schema and label column, before its rows are read):
-  every placeholder names a field, the label words cover the label set of the whole source
-  file (not of a sample: the ids ``0..k`` it holds; a stray id after a gap is a bad row, see
-  :func:`_prefix`), the response field exists.
+  every placeholder names a field, then the ``truncate_field`` is one of the placeholders (a
+  misspelt placeholder is reported as such, not as a truncation mistake), the label words
+  cover the label set of the whole source file (not of a sample: the ids ``0..k`` it holds; a
+  stray id after a gap is a bad row, see :func:`_prefix`), the response field exists.
 
 Tasks that compute their placeholder values (an overridden ``prompt_fields``) or their
 response (an overridden ``response``) are checked only on what they declare.
@@ -54,17 +55,22 @@ def check_declarations(task: TaskSpec) -> None:
     if not task.template.strip():
         raise TaskDefinitionError(f"task {name!r}: the template is empty. Set `template` "
                                   f"{_WHERE}, e.g. 'Question: {{question}}'.")
-    if task.truncate_field is not None and task.truncate_field not in names:
-        raise TaskDefinitionError(
-            f"task {name!r}: truncate_field {task.truncate_field!r} is not a placeholder of the "
-            f"template (placeholders: {', '.join(names) or 'none'}). Set `truncate_field` "
-            f"{_WHERE} to the long-context placeholder, or to null."
-        )
+    if not _fields_from_template(task):  # else after the placeholders are checked on the data
+        _check_truncate_field(task, names)
     if task.metric == "accuracy" and not task.label_words:
         raise TaskDefinitionError(
             f"task {name!r}: metric 'accuracy' compares the generated label word, but the task "
             f"declares no label_words. Add `label_words` {_WHERE} (label id -> word), or "
             "choose a text metric (rouge_l, f1_em)."
+        )
+
+
+def _check_truncate_field(task: TaskSpec, names: list[str]) -> None:
+    if task.truncate_field is not None and task.truncate_field not in names:
+        raise TaskDefinitionError(
+            f"task {task.task!r}: truncate_field {task.truncate_field!r} is not a placeholder of "
+            f"the template (placeholders: {', '.join(names) or 'none'}). Set `truncate_field` "
+            f"{_WHERE} to the long-context placeholder, or to null."
         )
 
 
@@ -157,6 +163,7 @@ def check_source(task: TaskSpec, split: str, data: Any, where: str) -> None:
                 f" name no field of {where} (its fields: {shown}). Fix `template` {_WHERE}: "
                 "each {placeholder} must be one of those field names."
             )
+        _check_truncate_field(task, placeholders(task.template))
     if not _response_from_field(task):
         return
     if task.label_words:

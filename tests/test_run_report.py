@@ -93,3 +93,11 @@ def test_unknown_method_class_path_names_the_file_searched(tmp_path, capsys):
         assert err.value.code == 2
         message = capsys.readouterr().err
         assert "'methods' has no 'LoRAA'" in message and methods.__file__ in message
+
+
+def test_fit_with_max_steps_0_is_a_zero_shot_run(tmp_path):
+    """What a sweep entry with `overrides: {trainer.max_steps: 0}` does: no step, a test."""
+    cli = build_cli(["fit", *cli_args(tmp_path, "--config", str(ROOT / "configs/methods/lora.yaml"),
+                                      "--trainer.max_steps", "0")])
+    metrics = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
+    assert metrics["global_step"] == 0 and cli.run_summary["test"]["weights"] is None
