@@ -26,12 +26,13 @@ from parade_lightning.sweep.commands import main as sweep_main
 
 
 class ParadeCLI(LightningCLI):
-    """LightningCLI with the backbone and the generation length linked from the model into the
-    data (one setting each; Lightning refuses module and datamodule hparams that disagree)."""
+    """LightningCLI with the backbone linked from the model into the data, and the generation
+    length set once for both (one setting each; Lightning refuses module and datamodule
+    hparams that disagree): ``model.max_new_tokens`` when given, else the data's own
+    ``max_new_tokens`` (a YAML task's declaration), else the task's default."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.backbone")
-        parser.link_arguments("model.max_new_tokens", "data.init_args.max_new_tokens")
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
             help="fit only: afterwards run `test` with the best checkpoint (else the last "
@@ -65,6 +66,7 @@ class ParadeCLI(LightningCLI):
         method = config.get("model", {}).get("method") if config is not None else None
         if method is not None and getattr(method, "class_path", None):
             method.class_path = canonical_path(method_class(method.class_path))
+        run_report.share_generation_length(config if self.subcommand else self.config)
         self._default_logger_name(config)
         self._resume_last_version(config)
 

@@ -65,6 +65,20 @@ def _task_name(data: Any) -> str | None:
         return None
 
 
+def share_generation_length(config: Any) -> None:
+    """One ``max_new_tokens`` for model and data: the model's when set (it wins), else the
+    data's (``data.init_args.max_new_tokens``, e.g. a YAML task's declaration)."""
+    if config is None:
+        return
+    model, data = config.get("model"), getattr(config.get("data"), "init_args", None)
+    if model is None or data is None or "max_new_tokens" not in data:
+        return
+    if model.get("max_new_tokens") is not None:
+        data.max_new_tokens = model.max_new_tokens
+    elif data.get("max_new_tokens") is not None:
+        model.max_new_tokens = data.max_new_tokens
+
+
 def run_folder(trainer: L.Trainer) -> Path | None:
     """The folder the run writes to (the first logger's log dir)."""
     if not trainer.loggers:

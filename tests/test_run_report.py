@@ -34,6 +34,8 @@ def test_yaml_task_fit_summary_from_zero_shot_dev_to_test(tmp_path, caplog):
         cli = build_cli(["fit", *args])
     run_dir = Path(cli.trainer.log_dir)
     assert run_dir.relative_to(tmp_path / "runs").parts[:2] == ("lora", "mrpc")
+    # the YAML task's generation length reaches the module (one value for both)
+    assert cli.model.hparams.max_new_tokens == cli.datamodule.max_new_tokens == 5
     summary = cli.run_summary
     assert summary["dev_before"]["step"] == 0 and summary["dev_evaluations"] == 2
     assert summary["dev_best"]["metric"] == "accuracy" and summary["dev_last"]["step"] == 4
