@@ -9,7 +9,10 @@ classes. The batch contract, split rules and chat styles are documented in ``REA
 this file and in :mod:`datamodules.collate`, :mod:`datamodules.sources` and
 :mod:`datamodules.templates`.
 
-Adding a task (say MRPC) is one short class, in a new module of this package or anywhere::
+A task that is only declarations (template, label words or a response field, metric, split
+rule) needs no Python: ``class_path: datamodules.DeclarativeTask`` with the declarations as
+``init_args`` (:mod:`datamodules.declarative`; ``configs/tasks/mrpc.yaml``). Otherwise, adding a
+task (say MRPC) is one short class, in a new module of this package or anywhere::
 
     # datamodules/mrpc.py
     from datamodules.task_datamodule import TaskDataModule
@@ -39,12 +42,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from datamodules.declarative import DeclarativeTask
 from datamodules.errors import (
     BadRowError,
     DataSourceError,
     MissingSplitError,
     RowProblem,
     StageNotSupportedError,
+    TaskDefinitionError,
 )
 from datamodules.generation_tasks import E2E, GSM8K
 from datamodules.glue import QNLI, RTE, SST2
@@ -75,6 +80,7 @@ __all__ = [
     "BoolQ",
     "COPA",
     "DataSourceError",
+    "DeclarativeTask",
     "E2E",
     "GSM8K",
     "MTBench",
@@ -87,6 +93,7 @@ __all__ = [
     "SST2",
     "StageNotSupportedError",
     "TaskDataModule",
+    "TaskDefinitionError",
     "WikiSQL",
     "get_task",
 ]

@@ -54,3 +54,9 @@ class DataSourceError(RuntimeError):
 
 class StageNotSupportedError(ValueError):
     """The task has no such split at all (MT-Bench cannot be trained on, Alpaca has no test)."""
+
+
+class TaskDefinitionError(ValueError):
+    """A mistake in a task's declarations (template, label words, fields, split rule), found
+    when the datamodule is set up, before any row is read. The message names the declaration
+    and what to change in the task (its ``configs/tasks/*.yaml`` or its class)."""

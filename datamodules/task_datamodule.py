@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from datamodules import cache as cache_io
 from datamodules import encoding as enc
 from datamodules import sources as src
+from datamodules import task_checks as checks
 from datamodules import task_spec as spec_module
 from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
@@ -229,6 +230,8 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             examples, stats = cached
         else:
             data, _ = self._source(split)
+            where = self._local_path(split) or f"hub {self.hub_path} {self.source_of(split)}"
+            checks.check_source(self, split, data, str(where))
             indices = src.split_indices(
                 self.split_rule, split, len(data), self.hparams.seed,
                 self.holdout_size(len(data)), self.task,
@@ -279,8 +282,19 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             splits = _STAGE_SPLITS.get(stage, ())
             for split in splits:
                 self._check_split(split, stage)
+        checks.check_declarations(self)  # task mistakes first, before any row is read
+        checks.check_split_files(self, splits)
+        for path in checks.unused_labelled_files(self) if stage in ("fit", "test") else ():
+            rank_zero_warn(f"{self.task}: {path} has gold labels but split_rule "
+                           f"{self.split_rule!r} never reads it (set split_rule: native to use it)")
         for split in splits:
             self._load(split)
+
+    def prompt(self, row: dict[str, Any]) -> str:
+        """The prompt text of one new row (no response needed): the template filled with the
+        row's fields, in this datamodule's chat style, ready for ``generate``."""
+        query = self.query(self.prompt_fields(row))
+        return templates_module.render_prompt(self.tokenizer, self.hparams.chat_style, query)
 
     def split_examples(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Processed examples of a split (``prompt_ids``, ``response_ids``, ``targets``, ...).

@@ -79,6 +79,9 @@ class PeftLitModule(L.LightningModule):
             self.model.config.use_cache = False
         self.method.attach(self.model)
         self.model.train()  # backbone dropout as in HF/PEFT training; generate() toggles eval
+        # what each evaluation found ("val"/"test": scored metrics; "val_runs": every dev run),
+        # with the step and whether it ran inside fit; the CLI's run summary reads it
+        self.eval_history: dict[str, list[dict[str, Any]]] = {"val": [], "test": [], "val_runs": []}
 
     # ------------------------------------------------------------------ forward and loss
     def forward(self, batch: Mapping[str, Any]) -> Any:
@@ -103,6 +106,13 @@ class PeftLitModule(L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         return self._loss(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.eval_history["val_runs"].append(self._when())
+
+    def _when(self) -> dict[str, Any]:
+        return {"step": self.global_step, "fitting": self.trainer.state.fn == "fit"}
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """Test loss, and (``generate_on_test``) beam-search answers for the task metric."""
@@ -152,6 +162,8 @@ class PeftLitModule(L.LightningModule):
         for row, value in zip(rows, result.per_example, strict=True):
             row["score"], row["correct"] = value, value == 1.0
         self.log(f"{stage}/{metric}", result.value, prog_bar=stage == "val")
+        self.eval_history.setdefault(stage, []).append(
+            {**self._when(), "metric": metric, "value": result.value})
         for key, value in result.extras.items():
             self.log(f"{stage}/{key}", value)
         return {"metric": metric, "value": result.value, "extras": result.extras}

@@ -2,7 +2,11 @@
 
 Each run contributes its ``metrics.json`` (score, trainable parameters) and its ``run.json``
 (the sweep's labels for it). Runs are grouped into *cells*: one row per method (and per value of
-any other axis, such as a budget), one column per task, seeds pooled. As in the paper, the
+any other axis, such as a budget), one column per task, seeds pooled. Seeds are the only thing
+pooled: runs of a cell whose saved configurations (``config.yaml``) differ in anything but
+``seed_everything``, paths and logging (say ``trainer.max_steps`` or ``model.lr``), or that are
+zero-shot (no training step) beside trained ones, become separate rows named by what differs
+(``lora (max_steps=10)``, ``lora (zero-shot)``). As in the paper, the
 headline number is the **median over seeds ×100**; best per column in **bold**, second best
 <u>underlined</u> (ranked on the shown, rounded numbers, so ties look tied). Mean ± std and
 the number of seeds per cell are reported beside it.
@@ -11,7 +15,9 @@ the number of seeds per cell are reported beside it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +97,62 @@ def load_results(run_dirs: list[Path]) -> list[Result]:
             metric=str(metrics.get("metric")), params=int(metrics["trainable_parameters"]),
             run_dir=run_dir, extra={"budget": record.get("budget"),
                                     "global_step": metrics.get("global_step"),
-                                    "num_examples": metrics.get("num_examples")},
+                                    "num_examples": metrics.get("num_examples"),
+                                    "config": _configuration(run_dir, metrics)},
         ))
+    _split_by_configuration(results)
     return results
+
+
+#: Saved-config keys that do not change what a run measures (besides the seed, pooled).
+_NOT_SETTINGS = ("seed_everything", "trainer.logger", "trainer.enable_progress_bar",
+                 "trainer.log_every_n_steps", "data.init_args.num_workers", "print_config",
+                 "verbose", "return_predictions", "validate_before_fit")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict):
+        out: dict[str, str] = {}
+        for key, value in node.items():
+            out |= _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return {prefix: json.dumps(node, sort_keys=True, default=str)}
+
+
+def _configuration(run_dir: Path, metrics: dict[str, Any]) -> dict[str, str]:
+    """A run's settings: its ``config.yaml`` flattened to dotted keys, without the seed,
+    paths and logging; plus ``zero-shot`` when it took no training step."""
+    config = {}
+    if (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    flat = {k: v for k, v in _flatten(config).items()
+            if not k.startswith(_NOT_SETTINGS) and not k.endswith(("_dir", "_path"))}
+    if metrics.get("global_step") == 0:
+        flat["zero-shot"] = "true"
+    return flat
+
+
+def _describe(key: str, value: str | None) -> str:
+    if key == "zero-shot":
+        return "zero-shot" if value else "trained"
+    shown = "unset" if value is None else str(json.loads(value))
+    if len(shown) > 24:
+        shown = "#" + hashlib.sha1(shown.encode()).hexdigest()[:6]
+    return f"{key.rsplit('.', 1)[-1]}={shown}"
+
+
+def _split_by_configuration(results: list[Result]) -> None:
+    """Give runs of one cell that differ in more than the seed their own group (row)."""
+    cells: dict[tuple[str, str, str], list[Result]] = {}
+    for r in results:
+        cells.setdefault((r.task, r.method, r.group), []).append(r)
+    for runs in cells.values():
+        configs = [r.extra["config"] for r in runs]
+        keys = sorted({k for c in configs for k in c})
+        differing = [k for k in keys if len({c.get(k) for c in configs}) > 1]
+        for r in runs if differing else ():
+            label = ",".join(_describe(k, r.extra["config"].get(k)) for k in differing)
+            r.group = label if r.group == "default" else f"{r.group},{label}"
 
 
 def find_run_dirs(folder: Path) -> list[Path]:
