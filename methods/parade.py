@@ -12,17 +12,27 @@ initialisation (section 4.3).
 
 Conditioning protocol (how the model learns what the prompt is):
 
-* training / teacher forcing: call ``model(..., prompt_mask=mask)``; only tokens where
-  ``mask`` is True are pooled (never padding or response tokens). In training mode a missing
-  ``prompt_mask`` is an error, since pooling the response would leak the answer.
-* prefill (no KV cache yet, no ``prompt_mask``): the attended tokens are the prompt.
-* decode steps (the KV cache is non-empty): the vectors made at prefill are reused; the
-  generators do not run again.
+* training / teacher forcing: call ``model(..., prompt_mask=mask)`` with the mask taken from
+  the batch by :meth:`Parade.forward_inputs`, which also checks it (every row has a prompt
+  token) on the host, before the forward; only tokens where ``mask`` is True are pooled
+  (never padding or response tokens). In training mode a missing ``prompt_mask`` is an
+  error, since pooling the response would leak the answer.
+* generation (:func:`~parade_lightning.generate` enters :meth:`Parade.generating`): the
+  prompts' attention mask is checked once on the host; the first forward is the prefill and
+  pools the attended prompt tokens, every later forward is a decode step that reuses the
+  prefill's vectors. The forward itself then holds no host sync and no data-dependent
+  branch, so it traces into one graph (``torch.compile``, CUDA graphs) with a static cache.
+* a bare call outside :meth:`Parade.generating` and without ``prompt_mask`` falls back to
+  looking at its inputs: no cached tokens means a prefill over the attended tokens (the 2-D
+  ``attention_mask``, checked with a host sync in eager mode), cached tokens mean a decode
+  step. With a static cache that look costs a host sync; use :meth:`Parade.generating`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -41,10 +51,18 @@ from methods.poolers import POOLERS, check_mask
 
 @dataclass
 class ParadeState:
-    """What the current forward pass should do; shared by all layers of one model."""
+    """What the current forward pass should do; shared by all layers of one model.
+
+    ``compute``: make new vectors (else reuse the last ones); ``mask``: the ``(B, T)`` bool
+    mask of the tokens to pool (``None``: all). ``session_mask`` is the prompts' mask while
+    :meth:`Parade.generating` is active and ``session_prefilled`` says whether its prefill
+    ran; both are plain host values, so a traced forward branches on them without a sync.
+    """
 
     compute: bool = True
     mask: torch.Tensor | None = None
+    session_mask: torch.Tensor | None = None
+    session_prefilled: bool = False
 
 
 class VectorGenerator(nn.Module):
@@ -118,15 +136,15 @@ class ParadeLayer(AdapterModule):
         state: ParadeState = self._state
         if not state.compute:
             return
-        mask = state.mask
+        mask = state.mask  # a bool mask on the model's device, prepared once per forward
         if mask is None:
             mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-        if mask.shape != hidden.shape[:2]:
+        if mask.shape != hidden.shape[:2]:  # shapes are static: no host sync
             raise ValueError(
                 f"PARADE: prompt_mask has shape {tuple(mask.shape)} but the layer input is "
                 f"{tuple(hidden.shape[:2])}"
             )
-        vectors = self.generator(hidden, mask.to(hidden.device, torch.bool))  # (B, d_out)
+        vectors = self.generator(hidden, mask)  # (B, d_out)
         self.last_vectors = vectors.detach()
         self.scales = [self._host_scale(i, vectors) for i in range(len(self.hosts))]
 
@@ -163,6 +181,11 @@ class ParadeLayer(AdapterModule):
         rows += [("W_up", role, w * rank) for role, w in zip(self.roles, self.widths, strict=True)]
         rows += [("b_up", role, w) for role, w in zip(self.roles, self.widths, strict=True)]
         return rows
+
+
+def _as_bool(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` as bool; a bool mask is returned as is (no op in a traced graph)."""
+    return mask if mask.dtype == torch.bool else mask.bool()
 
 
 def _has_cached_tokens(kwargs: dict) -> bool:
@@ -226,15 +249,50 @@ class Parade(PeftMethod):
                                       if value % d == 0)
         return out
 
+    def forward_inputs(self, batch) -> dict:
+        """``{"prompt_mask": ...}`` from the batch, checked here on the host (every row must
+        have a prompt token) so that the forward needs no host sync."""
+        inputs = super().forward_inputs(batch)
+        if inputs["prompt_mask"] is not None:
+            inputs["prompt_mask"] = _as_bool(inputs["prompt_mask"])
+            check_mask(inputs["prompt_mask"])
+        return inputs
+
+    @contextlib.contextmanager
+    def generating(self, model: nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
+        """One generation: check the prompts' mask once, then let the first forward be the
+        prefill (pooling the attended prompt tokens) and every later one a decode step.
+
+        ``attention_mask`` should already have one row per generated sequence (beams ×
+        samples, as :func:`~parade_lightning.generate` passes it) and sit on the model's
+        device; rows are repeated at the prefill if it has one row per prompt."""
+        state: ParadeState = model.parade_state
+        mask = _as_bool(attention_mask)
+        check_mask(mask)
+        state.session_mask, state.session_prefilled = mask, False
+        try:
+            yield
+        finally:
+            state.session_mask, state.session_prefilled = None, False
+
     def begin_forward(self, model: nn.Module, kwargs: dict, inputs: dict) -> None:
         """Tell the layers what this forward does (see the module docstring): pool the
-        ``prompt_mask`` tokens, pool the attended prompt at prefill, or reuse the prefill's
-        vectors at a decode step."""
+        ``prompt_mask`` tokens, run a generation's prefill or reuse its vectors, or (outside a
+        generation) decide from the inputs. Every branch but the last reads host values only."""
         state: ParadeState = model.parade_state
         prompt_mask = inputs.get("prompt_mask")
-        if prompt_mask is not None:
-            state.compute, state.mask = True, prompt_mask.bool()
-            check_mask(state.mask)
+        ids = kwargs.get("input_ids")
+        if prompt_mask is not None:  # checked by forward_inputs, on the host
+            state.compute, state.mask = True, _as_bool(prompt_mask)
+        elif state.session_mask is not None:
+            state.compute, state.mask = not state.session_prefilled, None
+            if state.compute:  # the prefill
+                mask = state.session_mask
+                rows = mask.shape[0] if ids is None else ids.shape[0]
+                if rows != mask.shape[0] and rows % mask.shape[0] == 0:
+                    # rows expanded by beams/samples the caller did not pass to generating()
+                    mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+                state.mask, state.session_prefilled = mask, True
         elif _has_cached_tokens(kwargs):
             state.compute, state.mask = False, None  # decode step: reuse prefill vectors
         elif model.training:
@@ -245,8 +303,8 @@ class Parade(PeftMethod):
         else:
             mask = kwargs.get("attention_mask")
             state.compute = True
-            state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
-            if state.mask is not None:
+            state.mask = None if mask is None or mask.dim() != 2 else _as_bool(mask)
+            if state.mask is not None and not torch.compiler.is_compiling():
                 check_mask(state.mask)
 
     def install(self, model: nn.Module) -> None:

@@ -33,8 +33,9 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.
 def check_mask(mask: torch.Tensor) -> None:
     """Every row must have a prompt token to pool over (a (B, T) bool mask).
 
-    The poolers assume it; :class:`~methods.parade.ParadeConditioner` checks it once per
-    forward rather than once per layer, since reading the answer synchronises with a GPU.
+    The poolers assume it. Reading the answer synchronises with a GPU, so PARADE checks it
+    on the host before a forward (:meth:`~methods.parade.Parade.forward_inputs`,
+    :meth:`~methods.parade.Parade.generating`), never inside one.
     """
     if not bool(mask.any(dim=1).all()):
         rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
