@@ -87,7 +87,9 @@ class VectorGenerator(nn.Module):
         w_down, w_up = self.down.weight, self.up.weight  # (r, d), (d_out, r)  [or (B, …)]
         h = h.to(w_down.dtype) @ w_down.transpose(-1, -2)  # (B, T, r)  h' = h W_down
         pooled = self.act(self.pooler(h, mask))  # (B, r)
-        return torch.einsum("...r,...or->...o", pooled, w_up) + self.up.bias  # (B, d_out)  l
+        if w_up.dim() == 2:  # one adapter: a single fused multiply-add
+            return torch.addmm(self.up.bias, pooled, w_up.t())  # (B, d_out)  l
+        return (w_up @ pooled.unsqueeze(-1)).squeeze(-1) + self.up.bias  # per-row weights
 
 
 class ParadeLayer(AdapterModule):
