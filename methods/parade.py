@@ -26,6 +26,13 @@ Conditioning protocol (how the model learns what the prompt is):
   looking at its inputs: no cached tokens means a prefill over the attended tokens (the 2-D
   ``attention_mask``, checked with a host sync in eager mode), cached tokens mean a decode
   step. With a static cache that look costs a host sync; use :meth:`Parade.generating`.
+
+Prefill cost: per layer one down-projection, the pooler as a few (batched) matmuls and
+pointwise ops (no einsum permutes), one ``addmm`` up-projection giving every role's vector,
+and one in-place multiply per hooked projection; the mask is prepared once per forward, not
+per layer. The generators of different layers cannot run as one batched call: each reads the
+hidden state entering its own layer, which the previous layer (already rescaled by its own
+vectors) produces.
 """
 
 from __future__ import annotations
@@ -82,8 +89,8 @@ class VectorGenerator(nn.Module):
         nn.init.ones_(self.up.bias)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # written with matmul/einsum rather than the Linear modules' forward so that weights
-        # with a leading per-row dimension (multi-tenant batches) work unchanged
+        # written with matmuls rather than the Linear modules' forward so that weights with a
+        # leading per-row dimension (multi-tenant batches) work unchanged
         w_down, w_up = self.down.weight, self.up.weight  # (r, d), (d_out, r)  [or (B, …)]
         h = h.to(w_down.dtype) @ w_down.transpose(-1, -2)  # (B, T, r)  h' = h W_down
         pooled = self.act(self.pooler(h, mask))  # (B, r)
