@@ -128,6 +128,11 @@ class ParadeLayer(AdapterModule):
             self.hook_output(group[0].module, functools.partial(self._scale_output, i))
         self.scales: list[torch.Tensor] | None = None
         self.last_vectors: torch.Tensor | None = None
+        # inference vectors at a fixed address: compiled decode steps read this buffer (a
+        # static input of a CUDA graph) instead of tensors copied in as graph inputs each step
+        self.register_buffer("prefill_vectors", torch.ones(0, sum(self.widths), device=device),
+                             persistent=False)
+        self._buffered = False
         if norm is None:
             self._handles.append(layer.register_forward_pre_hook(self._on_layer, with_kwargs=True))
         else:
@@ -155,6 +160,13 @@ class ParadeLayer(AdapterModule):
             )
         vectors = self.generator(hidden, mask)  # (B, d_out)
         self.last_vectors = vectors.detach()
+        self._buffered = not torch.is_grad_enabled()
+        if self._buffered:  # in place when the shape allows, so the address stays
+            if self.prefill_vectors.shape == vectors.shape:
+                self.prefill_vectors.copy_(vectors)
+            else:
+                self.prefill_vectors = vectors.clone()
+            vectors = self.prefill_vectors
         self.scales = [self._host_scale(i, vectors) for i in range(len(self.hosts))]
 
     def _host_scale(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
@@ -170,6 +182,8 @@ class ParadeLayer(AdapterModule):
         if self.scales is None:
             raise RuntimeError("PARADE: a projection ran before its layer made the vectors")
         scale = self.scales[i]  # (B, 1, out)
+        if self._buffered and torch.compiler.is_compiling():
+            scale = self._host_scale(i, self.prefill_vectors)  # from the buffer, in the graph
         if scale.shape[0] != out.shape[0]:
             raise RuntimeError(
                 f"PARADE: vectors were made for {scale.shape[0]} rows at prefill but this "
