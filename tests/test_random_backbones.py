@@ -79,3 +79,20 @@ def test_benchmarks_import_without_datasets_jsonargparse_gguf(tmp_path):
     done = subprocess.run([sys.executable, "-c", BLOCKED, str(ROOT), str(small_config(tmp_path))],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_prefill_ops_counts_parade_overhead(tmp_path):
+    if str(ROOT) not in sys.path:  # `benchmarks` is a folder of scripts, not a package install
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import prefill_ops
+
+    config = tmp_path / "llama.json"
+    config.write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4}))
+    out = tmp_path / "ops.json"
+    payload = prefill_ops.main([str(config), "--batch-sizes", "1", "--tokens", "8",
+                                "--rounds", "1", "--out", str(out)])
+    row = json.loads(out.read_text())["batches"]["1"]
+    assert row == payload["batches"]["1"]
+    assert row["ops_parade"] > row["ops_base"] > 0 and row["extra_ops_per_layer"] > 0
