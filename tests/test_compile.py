@@ -26,9 +26,9 @@ def fresh_dynamo():
     dynamo.reset()
 
 
-def adapted(name: str):
-    model, tokenizer = tiny("tiny-llama")
-    method = method_zoo("tiny-llama")[name]
+def adapted(name: str, arch: str = "tiny-llama"):
+    model, tokenizer = tiny(arch)
+    method = method_zoo(arch)[name]
     method.attach(model)
     perturb(model, scale=0.3)
     return model.eval(), tokenizer, method
@@ -41,11 +41,15 @@ def breaks(fn, **kwargs) -> list[str]:
         ["(unnamed break)"] * (explanation.graph_break_count - len(explanation.break_reasons)))
 
 
-@pytest.mark.parametrize("name", METHOD_IDS)
-def test_prefill_and_decode_trace_without_graph_breaks(name):
+CASES = [("tiny-llama", name) for name in METHOD_IDS] + [
+    ("tiny-gpt2", "parade"), ("tiny-gpt-neox", "parade")]  # fused QKV / FFN hosts
+
+
+@pytest.mark.parametrize(("arch", "name"), CASES)
+def test_prefill_and_decode_trace_without_graph_breaks(arch, name):
     """Hugging Face's inputs for a static cache (4-D masks), in a generation session: the
     root pre-hook and the forward each trace as one graph, prefill and decode alike."""
-    model, _, method = adapted(name)
+    model, _, method = adapted(name, arch)
     ids = torch.tensor([[0, 0, 11, 12, 13, 14], [21, 22, 23, 24, 25, 26]])
     mask = (ids != 0).long()
     cache = StaticCache(config=model.config, max_cache_len=12)
