@@ -126,3 +126,17 @@ def test_multitenant_and_lit_module_compile_options(tmp_path):
     compiled = module.generate(PROMPTS, num_beams=1, max_new_tokens=4, min_new_tokens=4)
     assert compiled == module.generate(PROMPTS, num_beams=1, max_new_tokens=4,
                                        min_new_tokens=4, compile=False)
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("true", True), ("aot_eager", "aot_eager")])
+def test_cli_takes_compile_generation(tmp_path, capsys, value, parsed):
+    """``parade test/predict --model.compile_generation ...`` reaches PeftLitModule."""
+    import yaml
+    from test_cli import cli_args
+
+    from parade_lightning.cli import build_cli
+
+    with pytest.raises(SystemExit):
+        build_cli(["predict", *cli_args(tmp_path), "--model.compile_generation", value,
+                   "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["compile_generation"] == parsed
