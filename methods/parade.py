@@ -22,6 +22,8 @@ Conditioning protocol (how the model learns what the prompt is):
   pools the attended prompt tokens, every later forward is a decode step that reuses the
   prefill's vectors. The forward itself then holds no host sync and no data-dependent
   branch, so it traces into one graph (``torch.compile``, CUDA graphs) with a static cache.
+  Generation modes with several prompt forwards (Hugging Face's ``prefill_chunk_size``,
+  assisted decoding) are not supported inside a session: only the first would be pooled.
 * a bare call outside :meth:`Parade.generating` and without ``prompt_mask`` falls back to
   looking at its inputs: no cached tokens means a prefill over the attended tokens (the 2-D
   ``attention_mask``, checked with a host sync in eager mode), cached tokens mean a decode
