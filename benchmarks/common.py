@@ -343,3 +343,52 @@ def publish(kind: str, argv: Sequence[str], args: argparse.Namespace, device: to
     json_path, md_path = write_results(out, payload, to_markdown(payload))
     print(f"wrote {json_path} and {md_path}")
     return payload
+
+
+# ---------------------------------------------------------------- backbone and bandwidth
+
+
+def decode_weight_bytes(model: nn.Module) -> int:
+    """Bytes of the weights one decode step reads: every parameter once, except an untied
+    input embedding table (a step reads only its batch's rows of it)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if head is None or embed.weight is not head.weight:
+        total -= embed.weight.numel() * embed.weight.element_size()
+    return total
+
+
+def describe_backbone(name: str, model: nn.Module) -> dict[str, Any]:
+    """What was actually loaded (printed, and stored in the results): class, size, shape."""
+    config = model.config
+    info = {
+        "name": name, "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "layers": getattr(config, "num_hidden_layers", None),
+        "random_weights": name.startswith("random:"),
+        "decode_weight_bytes": decode_weight_bytes(model),
+    }
+    print(f"backbone used: {name} = {info['class']}, {info['parameters'] / 1e6:,.1f} M "
+          f"parameters, hidden {info['hidden_size']}, {info['layers']} layers, {info['dtype']}"
+          f"{', random weights' if info['random_weights'] else ''}", flush=True)
+    return info
+
+
+def device_bandwidth(device: torch.device, mib: int = 1024, repeats: int = 10) -> float | None:
+    """Measured memory bandwidth of a CUDA device in GB/s (a large device-to-device copy
+    reads and writes every byte once); ``None`` on other devices."""
+    if device.type != "cuda":
+        return None
+    src = torch.empty(mib * MIB, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        dst.copy_(src)
+    end.record()
+    synchronize(device)
+    seconds = start.elapsed_time(end) / 1e3
+    return 2 * src.numel() * repeats / seconds / 1e9

@@ -58,14 +58,14 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks import inference_rows as rows_lib  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_common_arguments,
+    describe_backbone,
+    device_bandwidth,
     fill_defaults,
     finish_machine_info,
     fmt,
-    goal,
     goal_lines,
     machine_info,
     machine_lines,
-    paired_ratio,
     publish,
     resolve_device,
     resolve_dtype_name,
@@ -75,6 +75,7 @@ from benchmarks.common import (  # noqa: E402
     torch_threads,
     warm_up,
 )
+from benchmarks.inference_goals import bandwidth_lines, bandwidth_rows, evaluate_goals  # noqa: E402
 from datamodules.templates import render_prompt  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
 
@@ -96,11 +97,11 @@ PAPER_PROMPT_TOKENS = 274  # appendix F: the LoRA run's prompt length on LLaMA-2
 
 FULL = {"threads": None, "backbone": "smollm2-135m", "prompt_tokens": None, "new_tokens": 32,
         "repeats": None, "warmup": None, "batch_sizes": [1, 8], "beams": [1, 3], "tenant_batch": 8,
-        "tenant_beams": [1]}
+        "tenant_beams": [1], "compile_backend": "inductor"}
 # --quick: a smoke test of every row (one thread: tiny matmuls only lose from threading)
 QUICK = {"backbone": "tiny-llama", "prompt_tokens": 24, "new_tokens": 4, "repeats": 1,
          "warmup": 1, "batch_sizes": [1, 2], "beams": [1, 2], "tenant_batch": 2,
-         "tenant_beams": [1], "threads": 1}
+         "tenant_beams": [1], "threads": 1, "compile_backend": "aot_eager"}
 
 
 def build_prompt(
@@ -140,11 +141,14 @@ class ForwardClock:
     def reset(self) -> None:
         self.calls, self.start, self.prefill_end, self.last_end = 0, 0.0, 0.0, 0.0
 
+    # the clock runs eagerly even around a compiled forward (the hooks are separate frames)
+    @torch.compiler.disable
     def _pre(self, module: nn.Module, args: tuple) -> None:
         if self.calls == 0:
             synchronize(self.device)
             self.start = time.perf_counter()
 
+    @torch.compiler.disable
     def _post(self, module: nn.Module, args: tuple, out: Any) -> None:
         self.calls += 1
         # synchronise only where a reading is taken; HF generate already syncs every step
@@ -215,6 +219,7 @@ def run_benchmark(args: argparse.Namespace, device: torch.device, dtype: str) ->
     """Build every row, warm each up (measuring its memory), then time them in rounds."""
     model, tokenizer = load_backbone(args.backbone, dtype=dtype)
     model.requires_grad_(False).to(device)
+    backbone = describe_backbone(args.backbone, model)
     prompt, prompt_how = build_prompt(tokenizer, args.prompt_tokens)
     cells = [(b, k, None) for b in args.batch_sizes for k in args.beams
              if args.max_rows is None or b * k <= args.max_rows]
@@ -244,57 +249,14 @@ def run_benchmark(args: argparse.Namespace, device: torch.device, dtype: str) ->
         print(f"  {r['label']:34s} batch {r['batch_size']} beams {r['num_beams']} tenants "
               f"{r['tenants']}: prefill {fmt(r['prefill_ms'])} ms, decode "
               f"{fmt(r['decode_ms_per_token'], 2)} ms/tok", flush=True)
-    return {"prompt_tokens": len(prompt), "prompt_source": prompt_how, "rows": results}
+    return {"prompt_tokens": len(prompt), "prompt_source": prompt_how, "rows": results,
+            "backbone": backbone}
 
 
-def evaluate_goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets as paired ratios (see :func:`benchmarks.common.paired_ratio`).
-
-    Decode tok/s ratios are ``other's ms/token ÷ this row's`` (> 1: this row is faster); the
-    prefill overhead is ``PARADE's prefill ÷ base's − 1``.
-    """
-    def find(key: str, batch: int, beams: int, tenants: int | None = None) -> dict | None:
-        return next((r for r in rows if r["row"] == key and r["batch_size"] == batch
-                     and r["num_beams"] == beams and r["tenants"] == tenants), None)
-
-    def speedup(row: dict, other: dict) -> float:
-        return paired_ratio(other, row, "decode_ms_per_token")
-
-    goals = []
-    for r in rows:
-        if r["row"] != "parade":
-            continue
-        cell = f"batch {r['batch_size']}, beams {r['num_beams']}"
-        base, lora = find("base", r["batch_size"], r["num_beams"]), find(
-            "lora", r["batch_size"], r["num_beams"])
-        if base:
-            ratio = speedup(r, base)
-            goals.append(goal("PARADE decode tok/s ≥ 0.95 × base", ratio, 0.95, ratio >= 0.95,
-                              cell))
-            over = paired_ratio(r, base, "prefill_ms") - 1.0
-            goals.append(goal("PARADE prefill overhead over base ≤ 10 %", over, 0.10,
-                              over <= 0.10, cell))
-        if lora:
-            ratio = speedup(r, lora)
-            # no adapter can beat the bare backbone: base ÷ LoRA is the ceiling of this ratio
-            ceiling = f" (base ÷ LoRA = {speedup(base, lora):.3f})" if base else ""
-            goals.append(goal("PARADE decode tok/s ≥ 1.2 × LoRA unmerged", ratio, 1.2,
-                              ratio >= 1.2, cell + ceiling))
-    for r in rows:
-        if r["row"] != "mt-parade" or r["tenants"] == 1:
-            continue
-        b, k, n = r["batch_size"], r["num_beams"], r["tenants"]
-        cell = f"batch {b}, beams {k}, {n} tenants"
-        one, peft = find("mt-parade", b, k, 1), find("peft-lora", b, k, n)
-        if one:
-            ratio = speedup(r, one)
-            goals.append(goal(f"PARADE {n} tenants ≥ 0.95 × 1 tenant (decode tok/s)", ratio,
-                              0.95, ratio >= 0.95, cell))
-        if peft:
-            ratio = speedup(r, peft)
-            goals.append(goal("PARADE mixed batch faster than PEFT mixed LoRA (decode tok/s)",
-                              ratio, 1.0, ratio > 1.0, cell))
-    return goals
+def backbone_line(b: dict[str, Any]) -> str:
+    return (f"- backbone used: `{b['name']}` = {b['class']}, {b['parameters'] / 1e6:,.1f} M "
+            f"parameters, hidden {b['hidden_size']}, {b['layers']} layers, {b['dtype']}"
+            f"{' (random weights)' if b['random_weights'] else ''}")
 
 
 def to_markdown(payload: dict[str, Any]) -> str:
@@ -304,7 +266,8 @@ def to_markdown(payload: dict[str, Any]) -> str:
     head = ["prefill ms", "decode ms/token", "decode tok/s", "e2e tok/s", mem_head, "params"]
     lines = [
         f"# Inference benchmark: `{s['backbone']}` on {payload['machine']['device']}", "",
-        f"Command: `{payload['command']}`", "", *machine_lines(payload["machine"]), "",
+        f"Command: `{payload['command']}`", "", *machine_lines(payload["machine"]),
+        backbone_line(payload["backbone"]), "",
         f"Appendix-F news instruction, {s['prompt_tokens']} prompt tokens ({s['prompt_source']}); "
         f"{s['new_tokens']} new tokens (min = max); median of {s['repeats']} runs after "
         f"{s['warmup']} warm-up (min–max). Decode ms/token = (end of last forward − end of "
@@ -328,6 +291,7 @@ def to_markdown(payload: dict[str, Any]) -> str:
                       f"{r['adapter_parameters']:,}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += bandwidth_lines(payload)
     lines += ["## Goals", "", *goal_lines(payload["goals"]), ""]
     return "\n".join(lines)
 
@@ -350,6 +314,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    choices=list(rows_lib.TENANT))
     p.add_argument("--tenant-batch", type=int, help="batch (and most tenants) of mixed rows")
     p.add_argument("--tenant-beams", type=int, nargs="+")
+    p.add_argument("--compile-backend", help="torch.compile backend of the '-compiled' rows "
+                   "(inductor: CUDA graphs on a GPU; aot_eager: traces only, for smoke tests)")
+    p.add_argument("--bandwidth-gbs", type=float, help="device memory bandwidth in GB/s for "
+                   "the bandwidth fraction (default: measured by a device copy; GPU only)")
     args = p.parse_args(argv)
     fill_defaults(args, QUICK, FULL)
     if args.new_tokens < 2:
@@ -373,10 +341,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     settings.update(device=str(device), dtype=dtype, prompt_tokens=measured["prompt_tokens"],
                     prompt_source=measured["prompt_source"])
+    bandwidth = args.bandwidth_gbs or device_bandwidth(device)
+    weight_bytes = measured["backbone"]["decode_weight_bytes"]
     payload = {"machine": finish_machine_info(machine), "settings": settings,
-               "rows": measured["rows"]}
-    return publish("inference", argv, args, device, payload, evaluate_goals(measured["rows"]),
-                   to_markdown)
+               "backbone": measured["backbone"], "rows": measured["rows"],
+               "bandwidth": {
+                   "weight_bytes": weight_bytes, "bandwidth_gbs": bandwidth,
+                   "bandwidth_source": "given" if args.bandwidth_gbs else "measured device copy",
+                   "rows": bandwidth_rows(measured["rows"], weight_bytes, bandwidth),
+                   "note": None if bandwidth else "no GPU (the fraction is a GPU-only row)"}}
+    goals = evaluate_goals(measured["rows"], device.type)
+    return publish("inference", argv, args, device, payload, goals, to_markdown)
 
 
 if __name__ == "__main__":

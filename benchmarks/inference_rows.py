@@ -32,17 +32,24 @@ SINGLE: dict[str, str] = {
     "ia3": "IA3 (k v d)",
     "ia3-paper": "IA3 paper (dim 16, q k u)",
     "parade": "PARADE (r 12, q v u)",
+    "base-compiled": "base, compiled decode (static cache)",
+    "parade-compiled": "PARADE, compiled decode (static cache)",
 }
 TENANT: dict[str, str] = {
     "mt-parade": "PARADE · MultiTenantModel",
     "mt-ia3": "IA3 · MultiTenantModel",
     "mt-lora": "LoRA r=4 · MultiTenantModel",
     "peft-lora": "PEFT LoRA r=4 · adapter_names",
+    "mt-parade-compiled": "PARADE · MultiTenantModel, compiled decode",
 }
+# rows served through generate(..., compile=...): what they compare against is the key without
+# the suffix (same adapter weights: same noise seed)
+COMPILED_SUFFIX = "-compiled"
 FACTORIES: dict[str, Callable[[], PeftMethod]] = {
     "lora": lambda: LoRA(r=4), "lora-merged": lambda: LoRA(r=4), "ia3": IA3,
     "ia3-paper": PaperIA3, "parade": Parade, "mt-parade": Parade, "mt-ia3": IA3,
     "mt-lora": lambda: LoRA(r=4), "peft-lora": lambda: LoRA(r=4),
+    "parade-compiled": Parade, "mt-parade-compiled": Parade,
 }
 # runner(prompts, tenants, generate kwargs) -> the call to time
 Runner = Callable[[list[list[int]], "int | None", dict[str, Any]], Callable[[], Any]]
@@ -88,15 +95,23 @@ def make_tenants(
     return files, scratch
 
 
+def compile_option(key: str, args: argparse.Namespace) -> bool | str:
+    """``compile=`` of a row: the ``--compile-backend`` for ``…-compiled`` rows, else off."""
+    if not key.endswith(COMPILED_SUFFIX):
+        return False
+    return True if args.compile_backend == "inductor" else args.compile_backend
+
+
 def _plain_runner(
     model: nn.Module, tokenizer: PreTrainedTokenizerBase, adapter_names: bool = False,
+    compile: bool | str = False,
 ) -> Runner:
     """Calls :func:`parade_lightning.generate`; ``adapter_names``: PEFT's per-row adapters."""
     def runner(prompts: list[list[int]], tenants: int | None, kw: dict[str, Any]):
         if adapter_names:
             kw = {**kw, "adapter_names": tenant_names(len(prompts), tenants or 1)}
         return lambda: generate(model, tokenizer, prompts, batch_size=len(prompts),
-                                progress=False, **kw)
+                                progress=False, compile=compile, **kw)
     return runner
 
 
@@ -105,8 +120,12 @@ def build(
     scratch_dir: Path,
 ) -> Served:
     """Build row ``key`` on top of the bare backbone ``model``."""
-    if key == "base":
-        return Served(key, SINGLE[key], "single", model, 0, _plain_runner(model, tokenizer))
+    compile = compile_option(key, args)
+    if key in ("base", "base-compiled"):
+        # its own module tree: the compiled call and the timing hooks stay on this row
+        row = shared_copy(model)
+        return Served(key, SINGLE[key], "single", row, 0,
+                      _plain_runner(row, tokenizer, compile=compile))
     factory = FACTORIES[key]
     if key in SINGLE:
         # merging writes into the weights, so that row gets its own copy of them
@@ -116,12 +135,12 @@ def build(
         if key == "lora-merged":
             row.peft_method.merge(row)
         return Served(key, SINGLE[key], "single", row, count_adapter_parameters(row),
-                      _plain_runner(row, tokenizer))
+                      _plain_runner(row, tokenizer, compile=compile))
     files, scratch = make_tenants(model, factory, args.tenant_batch, args.backbone, args.noise)
     per_tenant = count_adapter_parameters(scratch)
     if key == "peft-lora":
         return _peft_row(key, model, tokenizer, files, scratch, scratch_dir, per_tenant)
-    served = MultiTenantModel(shared_copy(model), tokenizer, args.backbone)
+    served = MultiTenantModel(shared_copy(model), tokenizer, args.backbone, compile=compile)
     for i, adapter in enumerate(files):
         served.add_tenant(f"t{i}", adapter)
 

@@ -52,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks.common import (  # noqa: E402
     add_common_arguments,
     count_adapter_parameters,
+    describe_backbone,
     fill_defaults,
     finish_machine_info,
     fmt,
@@ -181,7 +182,9 @@ def run_precision(
 
 
 def run_benchmark(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Every row of every precision; ``args.backbone_used`` gets each loaded backbone."""
     rows: list[dict[str, Any]] = []
+    args.backbone_used = []
     model, loaded = None, None  # one backbone in memory at a time
     for precision in args.precisions:
         weights = PRECISIONS[precision][0]
@@ -190,6 +193,7 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> list[dict[s
             gc.collect()
             model, _ = load_backbone(args.backbone, dtype=weights)
             model, loaded = model.requires_grad_(False).to(device), weights
+            args.backbone_used.append(describe_backbone(args.backbone, model))
         rows += run_precision(model, precision, args, device)
         gc.collect()
         if device.type == "cuda":
@@ -221,7 +225,10 @@ def to_markdown(payload: dict[str, Any]) -> str:
     mem_head = "peak CUDA MiB (Δ)" if mem_kind.startswith("cuda") else "peak RSS MiB (Δ)"
     lines = [
         f"# Training-step benchmark: `{s['backbone']}` on {payload['machine']['device']}", "",
-        f"Command: `{payload['command']}`", "", *machine_lines(payload["machine"]), "",
+        f"Command: `{payload['command']}`", "", *machine_lines(payload["machine"]),
+        *[f"- backbone used: `{b['name']}` = {b['class']}, {b['parameters'] / 1e6:,.1f} M "
+          f"parameters, {b['layers']} layers, {b['dtype']} weights"
+          f"{' (random)' if b['random_weights'] else ''}" for b in s["backbone_used"]], "",
         f"Batch {s['batch_size']} × {s['seq_len']} tokens (prompt {s['prompt_len']}, loss on "
         f"the rest); AdamW over the adapter parameters; median of {s['repeats']} steps after "
         f"{s['warmup']} warm-up (min–max). The backbone row is forward + backward to the input "

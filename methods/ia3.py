@@ -70,8 +70,10 @@ class IA3Adapter(AdapterModule):
 
         Without autograd the result is cached until a parameter changes (version counter) or
         is swapped (multi-tenant rows): decode steps then skip ``1 + z P`` and the scatter.
+        Under ``torch.compile`` the vector is recomputed inside the graph instead (reading
+        version counters would break the graph; the compiler fuses the few small ops).
         """
-        if torch.is_grad_enabled() or self._direct:
+        if torch.is_grad_enabled() or self._direct or torch.compiler.is_compiling():
             return self._scale()
         tensors = self._vectors_parameters()
         versions = [t._version for t in tensors]

@@ -12,12 +12,29 @@ initialisation (section 4.3).
 
 Conditioning protocol (how the model learns what the prompt is):
 
-* training / teacher forcing: call ``model(..., prompt_mask=mask)``; only tokens where
-  ``mask`` is True are pooled (never padding or response tokens). In training mode a missing
-  ``prompt_mask`` is an error, since pooling the response would leak the answer.
-* prefill (no KV cache yet, no ``prompt_mask``): the attended tokens are the prompt.
-* decode steps (the KV cache is non-empty): the vectors made at prefill are reused; the
-  generators do not run again.
+* training / teacher forcing: call ``model(..., prompt_mask=mask)`` with the mask taken from
+  the batch by :meth:`Parade.forward_inputs`, which also checks it (every row has a prompt
+  token) on the host, before the forward; only tokens where ``mask`` is True are pooled
+  (never padding or response tokens). In training mode a missing ``prompt_mask`` is an
+  error, since pooling the response would leak the answer.
+* generation (:func:`~parade_lightning.generate` enters :meth:`Parade.generating`): the
+  prompts' attention mask is checked once on the host; the first forward is the prefill and
+  pools the attended prompt tokens, every later forward is a decode step that reuses the
+  prefill's vectors. The forward itself then holds no host sync and no data-dependent
+  branch, so it traces into one graph (``torch.compile``, CUDA graphs) with a static cache.
+  Generation modes with several prompt forwards (Hugging Face's ``prefill_chunk_size``,
+  assisted decoding) are not supported inside a session: only the first would be pooled.
+* a bare call outside :meth:`Parade.generating` and without ``prompt_mask`` falls back to
+  looking at its inputs: no cached tokens means a prefill over the attended tokens (the 2-D
+  ``attention_mask``, checked with a host sync in eager mode), cached tokens mean a decode
+  step. With a static cache that look costs a host sync; use :meth:`Parade.generating`.
+
+Prefill cost: per layer one down-projection, the pooler as a few (batched) matmuls and
+pointwise ops (no einsum permutes), one ``addmm`` up-projection giving every role's vector,
+and one in-place multiply per hooked projection; the mask is prepared once per forward, not
+per layer. The generators of different layers cannot run as one batched call: each reads the
+hidden state entering its own layer, which the previous layer (already rescaled by its own
+vectors) produces.
 
 Where the paper is ambiguous, the readings chosen here (alternatives and reasons in
 docs/paper_readings.md): eq. 10's ``c_kᵀ h'_j`` is read as ``c_kᵀ m_{j→k}`` and the pooler's
@@ -31,7 +48,9 @@ attended token (the prompt), in training only the ``prompt_mask`` tokens.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -50,10 +69,18 @@ from methods.poolers import POOLERS, check_mask
 
 @dataclass
 class ParadeState:
-    """What the current forward pass should do; shared by all layers of one model."""
+    """What the current forward pass should do; shared by all layers of one model.
+
+    ``compute``: make new vectors (else reuse the last ones); ``mask``: the ``(B, T)`` bool
+    mask of the tokens to pool (``None``: all). ``session_mask`` is the prompts' mask while
+    :meth:`Parade.generating` is active and ``session_prefilled`` says whether its prefill
+    ran; both are plain host values, so a traced forward branches on them without a sync.
+    """
 
     compute: bool = True
     mask: torch.Tensor | None = None
+    session_mask: torch.Tensor | None = None
+    session_prefilled: bool = False
 
 
 class VectorGenerator(nn.Module):
@@ -73,12 +100,14 @@ class VectorGenerator(nn.Module):
         nn.init.ones_(self.up.bias)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # written with matmul/einsum rather than the Linear modules' forward so that weights
-        # with a leading per-row dimension (multi-tenant batches) work unchanged
+        # written with matmuls rather than the Linear modules' forward so that weights with a
+        # leading per-row dimension (multi-tenant batches) work unchanged
         w_down, w_up = self.down.weight, self.up.weight  # (r, d), (d_out, r)  [or (B, …)]
         h = h.to(w_down.dtype) @ w_down.transpose(-1, -2)  # (B, T, r)  h' = h W_down
         pooled = self.act(self.pooler(h, mask))  # (B, r)
-        return torch.einsum("...r,...or->...o", pooled, w_up) + self.up.bias  # (B, d_out)  l
+        if w_up.dim() == 2:  # one adapter: a single fused multiply-add
+            return torch.addmm(self.up.bias, pooled, w_up.t())  # (B, d_out)  l
+        return (w_up @ pooled.unsqueeze(-1)).squeeze(-1) + self.up.bias  # per-row weights
 
 
 class ParadeLayer(AdapterModule):
@@ -110,6 +139,11 @@ class ParadeLayer(AdapterModule):
             self.hook_output(group[0].module, functools.partial(self._scale_output, i))
         self.scales: list[torch.Tensor] | None = None
         self.last_vectors: torch.Tensor | None = None
+        # inference vectors at a fixed address: compiled decode steps read this buffer (a
+        # static input of a CUDA graph) instead of tensors copied in as graph inputs each step
+        self.register_buffer("prefill_vectors", torch.ones(0, sum(self.widths), device=device),
+                             persistent=False)
+        self._buffered = False
         if norm is None:
             self._handles.append(layer.register_forward_pre_hook(self._on_layer, with_kwargs=True))
         else:
@@ -127,16 +161,23 @@ class ParadeLayer(AdapterModule):
         state: ParadeState = self._state
         if not state.compute:
             return
-        mask = state.mask
+        mask = state.mask  # a bool mask on the model's device, prepared once per forward
         if mask is None:
             mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-        if mask.shape != hidden.shape[:2]:
+        if mask.shape != hidden.shape[:2]:  # shapes are static: no host sync
             raise ValueError(
                 f"PARADE: prompt_mask has shape {tuple(mask.shape)} but the layer input is "
                 f"{tuple(hidden.shape[:2])}"
             )
-        vectors = self.generator(hidden, mask.to(hidden.device, torch.bool))  # (B, d_out)
+        vectors = self.generator(hidden, mask)  # (B, d_out)
         self.last_vectors = vectors.detach()
+        self._buffered = not torch.is_grad_enabled()
+        if self._buffered:  # in place when the shape allows, so the address stays
+            if self.prefill_vectors.shape == vectors.shape:
+                self.prefill_vectors.copy_(vectors)
+            else:
+                self.prefill_vectors = vectors.clone()
+            vectors = self.prefill_vectors
         self.scales = [self._host_scale(i, vectors) for i in range(len(self.hosts))]
 
     def _host_scale(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
@@ -152,6 +193,8 @@ class ParadeLayer(AdapterModule):
         if self.scales is None:
             raise RuntimeError("PARADE: a projection ran before its layer made the vectors")
         scale = self.scales[i]  # (B, 1, out)
+        if self._buffered and torch.compiler.is_compiling():
+            scale = self._host_scale(i, self.prefill_vectors)  # from the buffer, in the graph
         if scale.shape[0] != out.shape[0]:
             raise RuntimeError(
                 f"PARADE: vectors were made for {scale.shape[0]} rows at prefill but this "
@@ -172,6 +215,11 @@ class ParadeLayer(AdapterModule):
         rows += [("W_up", role, w * rank) for role, w in zip(self.roles, self.widths, strict=True)]
         rows += [("b_up", role, w) for role, w in zip(self.roles, self.widths, strict=True)]
         return rows
+
+
+def _as_bool(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` as bool; a bool mask is returned as is (no op in a traced graph)."""
+    return mask if mask.dtype == torch.bool else mask.bool()
 
 
 def _has_cached_tokens(kwargs: dict) -> bool:
@@ -235,15 +283,50 @@ class Parade(PeftMethod):
                                       if value % d == 0)
         return out
 
+    def forward_inputs(self, batch) -> dict:
+        """``{"prompt_mask": ...}`` from the batch, checked here on the host (every row must
+        have a prompt token) so that the forward needs no host sync."""
+        inputs = super().forward_inputs(batch)
+        if inputs["prompt_mask"] is not None:
+            inputs["prompt_mask"] = _as_bool(inputs["prompt_mask"])
+            check_mask(inputs["prompt_mask"])
+        return inputs
+
+    @contextlib.contextmanager
+    def generating(self, model: nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
+        """One generation: check the prompts' mask once, then let the first forward be the
+        prefill (pooling the attended prompt tokens) and every later one a decode step.
+
+        ``attention_mask`` should already have one row per generated sequence (beams ×
+        samples, as :func:`~parade_lightning.generate` passes it) and sit on the model's
+        device; rows are repeated at the prefill if it has one row per prompt."""
+        state: ParadeState = model.parade_state
+        mask = _as_bool(attention_mask)
+        check_mask(mask)
+        state.session_mask, state.session_prefilled = mask, False
+        try:
+            yield
+        finally:
+            state.session_mask, state.session_prefilled = None, False
+
     def begin_forward(self, model: nn.Module, kwargs: dict, inputs: dict) -> None:
         """Tell the layers what this forward does (see the module docstring): pool the
-        ``prompt_mask`` tokens, pool the attended prompt at prefill, or reuse the prefill's
-        vectors at a decode step."""
+        ``prompt_mask`` tokens, run a generation's prefill or reuse its vectors, or (outside a
+        generation) decide from the inputs. Every branch but the last reads host values only."""
         state: ParadeState = model.parade_state
         prompt_mask = inputs.get("prompt_mask")
-        if prompt_mask is not None:
-            state.compute, state.mask = True, prompt_mask.bool()
-            check_mask(state.mask)
+        ids = kwargs.get("input_ids")
+        if prompt_mask is not None:  # checked by forward_inputs, on the host
+            state.compute, state.mask = True, _as_bool(prompt_mask)
+        elif state.session_mask is not None:
+            state.compute, state.mask = not state.session_prefilled, None
+            if state.compute:  # the prefill
+                mask = state.session_mask
+                rows = mask.shape[0] if ids is None else ids.shape[0]
+                if rows != mask.shape[0] and rows % mask.shape[0] == 0:
+                    # rows expanded by beams/samples the caller did not pass to generating()
+                    mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+                state.mask, state.session_prefilled = mask, True
         elif _has_cached_tokens(kwargs):
             state.compute, state.mask = False, None  # decode step: reuse prefill vectors
         elif model.training:
@@ -254,8 +337,8 @@ class Parade(PeftMethod):
         else:
             mask = kwargs.get("attention_mask")
             state.compute = True
-            state.mask = None if mask is None or mask.dim() != 2 else mask.bool()
-            if state.mask is not None:
+            state.mask = None if mask is None or mask.dim() != 2 else _as_bool(mask)
+            if state.mask is not None and not torch.compiler.is_compiling():
                 check_mask(state.mask)
 
     def install(self, model: nn.Module) -> None:

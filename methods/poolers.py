@@ -18,23 +18,29 @@ from torch import nn
 from methods.base import uniform_with_std
 
 
-def squash(s: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Capsule squashing (eq. 8): ``‖s‖²/(1+‖s‖²) · s/‖s‖``, finite (zero) at ``s = 0``."""
-    sq = (s * s).sum(-1, keepdim=True)
-    return s * (sq / (1.0 + sq) / torch.sqrt(sq + eps))
+def squash(s: torch.Tensor) -> torch.Tensor:
+    """Capsule squashing (eq. 8): ``‖s‖²/(1+‖s‖²) · s/‖s‖ = s·‖s‖/(1+‖s‖²)``; zero, with a
+    finite (zero) gradient, at ``s = 0`` (the norm's gradient is defined as 0 there)."""
+    norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    return s * (norm / (1.0 + norm * norm))
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Softmax of ``logits`` over ``dim`` where ``mask`` is True; exactly 0 elsewhere."""
-    logits = logits.masked_fill(~mask, float("-inf"))
-    return torch.softmax(logits, dim=dim)
+    return torch.softmax(torch.where(mask, logits, float("-inf")), dim=dim)
+
+
+def weighted_sum(weights: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``s_k = Σ_j w_{j,k} m_{j→k}``: ``(B, T, K)`` weights, ``(B, T, K, c)`` -> ``(B, K, c)``."""
+    return (weights.unsqueeze(-1) * pred).sum(dim=1)
 
 
 def check_mask(mask: torch.Tensor) -> None:
     """Every row must have a prompt token to pool over (a (B, T) bool mask).
 
-    The poolers assume it; :class:`~methods.parade.ParadeConditioner` checks it once per
-    forward rather than once per layer, since reading the answer synchronises with a GPU.
+    The poolers assume it. Reading the answer synchronises with a GPU, so PARADE checks it
+    on the host before a forward (:meth:`~methods.parade.Parade.forward_inputs`,
+    :meth:`~methods.parade.Parade.generating`), never inside one.
     """
     if not bool(mask.any(dim=1).all()):
         rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
@@ -54,6 +60,14 @@ class _Capsules(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_capsules, rank, self.capsule_dim))  # W_k^cap
         uniform_with_std(self.weight, init_std)
         self.last_attention: torch.Tensor | None = None  # (B, T, K), for diagnostics
+
+    def predictions(self, h: torch.Tensor) -> torch.Tensor:
+        """``m_{j→k} = h'_j W_k`` (eq. 7) for all capsules in one matmul: ``(B, T, K, r/K)``.
+
+        ``W`` is ``(K, r, r/K)`` or per row ``(B, K, r, r/K)``; laid out as ``(…, r, K·r/K)``
+        it is a single (batched) matrix product instead of an einsum's permutes."""
+        w = self.weight.movedim(-3, -2).flatten(-2)  # (…, r, K * r/K)
+        return (h @ w).unflatten(-1, (self.num_capsules, self.capsule_dim))
 
 
 class CapsulePooler(_Capsules):
@@ -88,14 +102,14 @@ class CapsulePooler(_Capsules):
         uniform_with_std(self.query, init_std)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        keep = mask[:, :, None]  # (B, T, 1)
-        pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)  m_{j→k}
-        logits = torch.einsum("...tr,...kr->...tk", h, self.query)  # (B, T, K)  m_{j,k}, eq. 9
+        keep = mask.unsqueeze(-1)  # (B, T, 1)
+        pred = self.predictions(h)  # (B, T, K, r/K)  m_{j→k}
+        logits = h @ self.query.transpose(-1, -2)  # (B, T, K)  m_{j,k} = v_kᵀ h'_j, eq. 9
         n = masked_softmax(logits, keep, dim=1)  # (B, T, K)
-        c = squash(torch.einsum("btk,btkc->bkc", n, pred))  # (B, K, r/K)  eq. 8
-        logits = logits + torch.einsum("bkc,btkc->btk", c, pred)  # eq. 10
+        c = squash(weighted_sum(n, pred))  # (B, K, r/K)  eq. 8
+        logits = logits + (c.unsqueeze(1) * pred).sum(dim=-1)  # eq. 10: + c_kᵀ m_{j→k}
         n = masked_softmax(logits, keep, dim=1)  # (B, T, K)
-        c = squash(torch.einsum("btk,btkc->bkc", n, pred))  # (B, K, r/K)
+        c = squash(weighted_sum(n, pred))  # (B, K, r/K)
         self.last_attention = n.detach()
         return c.flatten(1)  # (B, r)
 
@@ -120,11 +134,11 @@ class RoutingPooler(_Capsules):
     """
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pred = torch.einsum("...tr,...krc->...tkc", h, self.weight)  # (B, T, K, r/K)
-        b = torch.zeros(pred.shape[:3], device=h.device, dtype=h.dtype)  # (B, T, K) logits
-        coupling = torch.softmax(b, dim=-1) * mask[:, :, None].to(h.dtype)  # (B, T, K)
-        c = squash(torch.einsum("btk,btkc->bkc", coupling, pred))  # (B, K, r/K)
-        self.last_attention = coupling.detach()
+        pred = self.predictions(h)  # (B, T, K, r/K)
+        # softmax over capsules of all-zero routing logits: 1/K on every prompt token
+        coupling = (mask.to(h.dtype) / self.num_capsules).unsqueeze(-1)  # (B, T, 1)
+        c = squash((coupling.unsqueeze(-1) * pred).sum(dim=1))  # (B, K, r/K)
+        self.last_attention = coupling.detach().expand(*pred.shape[:3])  # (B, T, K)
         return c.flatten(1)  # (B, r)
 
 

@@ -49,6 +49,10 @@ class PeftLitModule(L.LightningModule):
         max_new_tokens: generation length; ``None`` takes the datamodule's per-task value.
         generate_on_test: during ``test``, also generate answers and score them with the
             task's metric (``test/<metric>``; :class:`callbacks.TestReport` writes the files).
+        compile_generation: ``test``/``predict`` (and dev evaluation) decode from a static KV
+            cache through a compiled forward: ``true`` (inductor; CUDA graphs on a GPU) or a
+            ``torch.compile`` backend name (see :func:`parade_lightning.generate`'s
+            ``compile=`` and its limits; beam search is not compiled).
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class PeftLitModule(L.LightningModule):
         num_beams: int = 3,
         max_new_tokens: int | None = None,
         generate_on_test: bool = True,
+        compile_generation: bool | str = False,
     ) -> None:
         super().__init__()
         if scheduler not in ("linear", "constant"):
@@ -175,6 +180,7 @@ class PeftLitModule(L.LightningModule):
         kwargs.setdefault("max_new_tokens", self.max_new_tokens())
         kwargs.setdefault("batch_size", len(prompts))
         kwargs.setdefault("progress", False)
+        kwargs.setdefault("compile", self.hparams.compile_generation)
         return generate(self.model, self.tokenizer, prompts, **kwargs)
 
     def max_new_tokens(self) -> int:

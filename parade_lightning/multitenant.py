@@ -53,20 +53,27 @@ class MultiTenantModel:
         model: the bare backbone (no method attached yet).
         tokenizer: its tokenizer.
         backbone: the backbone's name, checked against each adapter's recorded backbone.
+        compile: decode from a static KV cache through a compiled forward (CUDA graphs on a
+            GPU); the ``compile=`` of :func:`~parade_lightning.generate`, with its limits.
+            The tenants' gathered weights are graph inputs, so a new tenant mix with the same
+            batch shape reuses the compiled graph.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, backbone: str | None = None) -> None:
+    def __init__(self, model: nn.Module, tokenizer, backbone: str | None = None,
+                 compile: bool | str | dict = False) -> None:
         if getattr(model, "peft_method", None) is not None:
             raise ValueError("pass the bare backbone; MultiTenantModel attaches the method")
         self.model, self.tokenizer, self.backbone = model.eval(), tokenizer, backbone
+        self.compile = compile
         self.method: PeftMethod | None = None
         self._states: dict[str, dict[str, torch.Tensor]] = {}
         self._bank: dict[str, torch.Tensor] | None = None
 
     @classmethod
-    def from_backbone(cls, backbone: str, dtype: str = "float32") -> MultiTenantModel:
+    def from_backbone(cls, backbone: str, dtype: str = "float32",
+                      compile: bool | str | dict = False) -> MultiTenantModel:
         model, tokenizer = load_backbone(backbone, dtype=dtype)
-        return cls(model, tokenizer, backbone)
+        return cls(model, tokenizer, backbone, compile=compile)
 
     @property
     def tenants(self) -> list[str]:
@@ -149,6 +156,7 @@ class MultiTenantModel:
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
             with swapped_parameters(self.model, self.rows_for(tenants[chunk], expand)):
+                generate_kwargs.setdefault("compile", self.compile)
                 texts += generate(self.model, self.tokenizer, prompts[chunk],
                                   batch_size=batch_size, progress=False, **generate_kwargs)
         return texts
