@@ -6,11 +6,16 @@ Two sources are understood everywhere an adapter is loaded:
   ``adapter_config.json`` (``{"method": {"class_path", "init_args"}, "backbone", ...}``);
 * a Lightning checkpoint written by ``parade fit`` (``*.ckpt``): the state dict holds only
   the adapter (``model.``-prefixed) and the hyper-parameters name the method and backbone.
+
+No file read here can run code: safetensors for folders, and :func:`load_checkpoint_file`
+(``torch.load(weights_only=True)``, tensors and plain data only) for checkpoints, which is
+also what the trainer's checkpoint IO (:mod:`parade_lightning.checkpoint_io`) reads with.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,49 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 FORMAT = "parade-lightning-adapter"
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds Python objects beyond tensors and plain data (loading it could run
+    code), so it is refused."""
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a ``.ckpt``/``.pt`` file with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file pickles objects that could run code when loaded.
+        ValueError: ``not a checkpoint: <path> (truncated?)`` for an empty, cut or foreign
+            file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise ValueError(f"not a checkpoint: {path} (truncated?): {error}") from None
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it holds Python objects besides tensors and plain data, "
+            "and unpickling them could run arbitrary code. If (and only if) you trust where it "
+            "came from, convert it once: load it with torch.load(path, weights_only=False) in "
+            "your own session and re-save only its tensors and plain values (e.g. "
+            "torch.save({'state_dict': ..., 'hyper_parameters': {...}}, new_path)), or write "
+            "an adapter folder with methods.adapter_files.save_adapter."
+            f" ({str(error).splitlines()[-1].strip()[:200]})"
+        ) from None
+    except (EOFError, RuntimeError, OSError) as error:
+        reason = str(error).split(".")[0] or type(error).__name__
+        raise ValueError(
+            f"not a checkpoint: {path} (truncated?): {reason}. An interrupted copy or save "
+            "leaves such files; use another checkpoint (e.g. best-*.ckpt) or rerun."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"not a checkpoint: {path} (it holds a {type(checkpoint).__name__}, "
+                         "not a dict)")
+    return checkpoint
 
 
 @dataclass
@@ -66,9 +114,9 @@ def load_adapter(source: str | Path) -> AdapterFile:
         return AdapterFile(config["method"], load_file(str(weights)), config.get("backbone"),
                            str(path))
     if path.is_file() and path.suffix == ".ckpt":
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_file(path)
         hparams = ckpt.get("hyper_parameters", {})
-        if "method" not in hparams:
+        if "method" not in hparams or "state_dict" not in ckpt:
             raise ValueError(f"{path}: checkpoint has no method hyper-parameters (not from parade)")
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
         return AdapterFile(hparams["method"], state, hparams.get("backbone"), str(path))

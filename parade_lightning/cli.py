@@ -14,12 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import TaskDataModule
 from methods.registry import canonical_path, method_class
+from parade_lightning.checkpoint_io import AtomicCheckpointIO
 from parade_lightning.lit_module import PeftLitModule
+from parade_lightning.resume_check import check_resume
 from parade_lightning.sweep.commands import main as sweep_main
 
 
@@ -38,35 +41,68 @@ class ParadeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``model.method`` through the one method resolver
-        (:func:`methods.registry.method_class`), then handle ``--ckpt_path last``."""
+        (:func:`methods.registry.method_class`), then handle ``--ckpt_path last`` and refuse
+        a resume that contradicts its checkpoint (:mod:`parade_lightning.resume_check`),
+        before anything is built or written."""
         config = self.config.get(self.subcommand)
         method = config.get("model", {}).get("method") if config is not None else None
         if method is not None and getattr(method, "class_path", None):
             method.class_path = canonical_path(method_class(method.class_path))
-        self._resume_last_version(config)
+        resume = self._resume_last_version(config)
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if resume is None and ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            resume = Path(ckpt_path)
+        if resume is not None:
+            check_resume(config, resume)
 
-    def _resume_last_version(self, config) -> None:
-        """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt.
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer, with atomic, ``weights_only`` checkpoint files
+        (:class:`~parade_lightning.checkpoint_io.AtomicCheckpointIO`) unless a custom
+        checkpoint IO plugin was configured."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _resume_last_version(self, config) -> Path | None:
+        """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt
+        (returned). Nothing to resume is an error unless ``--allow_fresh_start``.
 
         Lightning resolves ``last`` inside the *current* logger version, and every new
         invocation would otherwise open a fresh ``version_N``; pointing the logger at the newest
         version with ``checkpoints/last.ckpt`` makes the documented resume command work.
         """
         if self.subcommand != "fit" or config is None or config.get("ckpt_path") != "last":
-            return
+            return None
         logger = config.trainer.get("logger")
         init = getattr(logger, "init_args", None) if logger not in (None, True, False) else None
         if init is None or not str(getattr(logger, "class_path", "")).endswith(
-            "TensorBoardLogger") or init.get("version") is not None:
-            return
+                "TensorBoardLogger"):
+            return None
         root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
-        versions = sorted(
-            int(p.name.removeprefix("version_")) for p in root.glob("version_*")
-            if p.name.removeprefix("version_").isdigit() and (p / "checkpoints/last.ckpt").is_file()
-        )
-        if versions:
-            init.version = versions[-1]
-            rank_zero_info(f"resuming from {root}/version_{versions[-1]}/checkpoints/last.ckpt")
+        if init.get("version") is not None:
+            found = [root / f"version_{init.version}" if isinstance(init.version, int)
+                     else root / str(init.version)]
+        else:
+            found = [root / f"version_{n}" for n in sorted(
+                int(p.name.removeprefix("version_")) for p in root.glob("version_*")
+                if p.name.removeprefix("version_").isdigit())]
+        found = [p for p in found if (p / "checkpoints/last.ckpt").is_file()]
+        if not found:
+            if config.get("allow_fresh_start"):
+                rank_zero_info(f"--ckpt_path last: nothing to resume under {root}; starting fresh")
+                config.ckpt_path = None
+                return None
+            raise FileNotFoundError(
+                f"--ckpt_path last: nothing to resume: no {root}/version_*/checkpoints/last.ckpt "
+                "(logger save_dir/name/version as configured). Start a new run without "
+                "--ckpt_path, or pass --allow_fresh_start true to start one when there is "
+                "nothing to resume."
+            )
+        if init.get("version") is None:
+            init.version = int(found[-1].name.removeprefix("version_"))
+        rank_zero_info(f"resuming from {found[-1]}/checkpoints/last.ckpt")
+        return found[-1] / "checkpoints" / "last.ckpt"
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):

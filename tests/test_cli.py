@@ -95,7 +95,7 @@ def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     assert hparams["budget/trainable"] == budget["trainable"] and "lr" in hparams
     if method == "parade":
         assert "parade/l_q_mean" in tags and "parade/pool_entropy" in tags
-    ckpt = torch.load(metrics["ckpt_path"], weights_only=False)
+    ckpt = torch.load(metrics["ckpt_path"], weights_only=True)
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
     assert not any("embed_tokens" in k for k in ckpt["state_dict"])  # no frozen backbone
     restored = PeftLitModule.load_from_checkpoint(metrics["ckpt_path"])
