@@ -38,22 +38,38 @@ class ParadeCLI(LightningCLI):
             help="fit only: afterwards run `test` with the best checkpoint (else the last "
                  "weights), writing predictions.jsonl and metrics.json (appendix E protocol)",
         )
+        parser.add_argument(
+            "--allow_fresh_start", type=bool, default=False,
+            help="fit --ckpt_path last: start a new run when no run folder has a last.ckpt "
+                 "(without it, having nothing to resume is an error)",
+        )
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``model.method`` through the one method resolver
-        (:func:`methods.registry.method_class`), then handle ``--ckpt_path last`` and refuse
-        a resume that contradicts its checkpoint (:mod:`parade_lightning.resume_check`),
-        before anything is built or written."""
+        (:func:`methods.registry.method_class`)."""
         config = self.config.get(self.subcommand)
         method = config.get("model", {}).get("method") if config is not None else None
         if method is not None and getattr(method, "class_path", None):
             method.class_path = canonical_path(method_class(method.class_path))
-        resume = self._resume_last_version(config)
-        ckpt_path = config.get("ckpt_path") if config is not None else None
+
+    def _parse_ckpt_path(self) -> None:
+        """Check the command against its checkpoint (replaces LightningCLI's version).
+
+        Lightning's hook merges the checkpoint's hyper-parameters into the parsed config,
+        silently replacing what the command says. Here ``--ckpt_path last`` is resolved and a
+        command that contradicts the checkpoint is one error listing every difference
+        (:mod:`parade_lightning.resume_check`), before anything is built or written.
+        """
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else None
+        if config is None:
+            return
+        resume = self._resume_last_version(subcommand, config)
+        ckpt_path = config.get("ckpt_path")
         if resume is None and ckpt_path not in (None, "last", "best", "hpc", "registry"):
             resume = Path(ckpt_path)
         if resume is not None:
-            check_resume(config, resume)
+            check_resume(config, resume, training=subcommand == "fit")
 
     def instantiate_trainer(self, **kwargs):
         """The Trainer, with atomic, ``weights_only`` checkpoint files
@@ -64,7 +80,7 @@ class ParadeCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
-    def _resume_last_version(self, config) -> Path | None:
+    def _resume_last_version(self, subcommand: str, config) -> Path | None:
         """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt
         (returned). Nothing to resume is an error unless ``--allow_fresh_start``.
 
@@ -72,7 +88,7 @@ class ParadeCLI(LightningCLI):
         invocation would otherwise open a fresh ``version_N``; pointing the logger at the newest
         version with ``checkpoints/last.ckpt`` makes the documented resume command work.
         """
-        if self.subcommand != "fit" or config is None or config.get("ckpt_path") != "last":
+        if subcommand != "fit" or config.get("ckpt_path") != "last":
             return None
         logger = config.trainer.get("logger")
         init = getattr(logger, "init_args", None) if logger not in (None, True, False) else None

@@ -33,6 +33,10 @@ MAY_CHANGE: dict[str, frozenset[str]] = {
 """Hyper-parameters a resumed run may change, per section (all others are fixed)."""
 
 
+WEIGHTS = frozenset({"method", "backbone"})
+"""What a checkpoint's weights need to be loaded at all (also checked outside ``fit``)."""
+
+
 class ResumeMismatchError(ValueError):
     """The command contradicts hyper-parameters the checkpoint fixes."""
 
@@ -86,9 +90,15 @@ def saved_hyperparameters(checkpoint: Mapping[str, Any]) -> dict[str, dict[str, 
 
 
 def differences(saved: Mapping[str, Mapping[str, Any]],
-                planned: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """``"section.key: checkpoint X, this command Y"`` for each fixed setting that differs."""
+                planned: Mapping[str, Mapping[str, Any]], training: bool = True) -> list[str]:
+    """``"section.key: checkpoint X, this command Y"`` for each fixed setting that differs.
+
+    ``training=False`` (``validate``/``test``/``predict`` with a checkpoint) compares only
+    what decides the weights: ``model.method`` and ``model.backbone``.
+    """
     lines = []
+    if not training:
+        saved = {"model": {k: v for k, v in saved.get("model", {}).items() if k in WEIGHTS}}
     for section in ("model", "data"):
         if not saved.get(section) or not planned.get(section):
             continue  # e.g. a checkpoint written without a datamodule
@@ -108,18 +118,21 @@ def differences(saved: Mapping[str, Mapping[str, Any]],
     return lines
 
 
-def check_resume(config: Any, ckpt_path: str | Path) -> None:
-    """Raise :class:`ResumeMismatchError` when ``config`` contradicts ``ckpt_path``.
+def check_resume(config: Any, ckpt_path: str | Path, training: bool = True) -> None:
+    """Raise :class:`ResumeMismatchError` when ``config`` contradicts ``ckpt_path``
+    (``training``: ``fit`` resumes; otherwise only the weights' method and backbone).
 
     Also surfaces an unreadable checkpoint (missing, truncated, unsafe) before anything runs.
     """
     checkpoint = load_checkpoint_file(ckpt_path)
-    found = differences(saved_hyperparameters(checkpoint), planned_hyperparameters(config))
+    found = differences(saved_hyperparameters(checkpoint), planned_hyperparameters(config),
+                        training)
     if found:
         listed = "\n  ".join(found)
         raise ResumeMismatchError(
-            f"cannot resume from {ckpt_path}: this command changes settings the checkpoint "
-            f"fixes (the optimizer, schedule and weights would come from the checkpoint):\n"
+            f"cannot {'resume from' if training else 'load'} {ckpt_path}: this command changes "
+            "settings the checkpoint fixes (its weights, optimizer and schedule were made "
+            "with them):\n"
             f"  {listed}\n"
             "Resume with the checkpoint's settings (its run folder's config.yaml has them), "
             "or start a new run without --ckpt_path."
