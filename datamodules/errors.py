@@ -44,6 +44,10 @@ class BadRowError(ValueError):
         )
 
 
+class AllRowsDroppedError(ValueError):
+    """``on_bad_row="skip"`` dropped every row of a split: a run on nothing is refused."""
+
+
 class MissingSplitError(FileNotFoundError):
     """A split needed by the current stage has no source (e.g. BoolQ train in the local bundle)."""
 

@@ -130,11 +130,15 @@ class IA3(PeftMethod):
         dim: int | None = None,
     ) -> None:
         self.targets, self.feedforward, self.dim = tuple(targets), tuple(feedforward), dim
+        if not self.targets:
+            raise ValueError(f"{type(self).__name__}: targets is empty; name at least one role "
+                             "(e.g. [k, v, d])")
         stray = set(self.feedforward) - set(self.targets)
         if stray:
             raise ValueError(f"feedforward roles {sorted(stray)} are not in targets {targets}")
-        if dim is not None and dim < 1:
-            raise ValueError(f"IA3 dim must be >= 1 or None, got {dim}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"{type(self).__name__} dim must be an integer >= 1 or None, got "
+                             f"{dim!r}")
 
     def install(self, model: nn.Module) -> None:
         for sites in sites_by_module(find_sites(model, self.targets)).values():

@@ -208,6 +208,15 @@ class Parade(PeftMethod):
             raise ValueError(f"unknown pooler {pooler!r}; choose one of {sorted(POOLERS)}")
         if input not in ("hidden", "normed"):
             raise ValueError(f"input must be 'hidden' or 'normed', got {input!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"{type(self).__name__}: rank must be an integer >= 1, got {rank!r} "
+                             "(rank 0 would leave only the generator's bias to train)")
+        if pooler != "last" and (not isinstance(num_capsules, int) or num_capsules < 1):
+            raise ValueError(f"{type(self).__name__}: num_capsules must be an integer >= 1, got "
+                             f"{num_capsules!r}")
+        if not tuple(targets):
+            raise ValueError(f"{type(self).__name__}: targets is empty; name at least one role "
+                             "(e.g. [q, v, u])")
         if pooler != "last" and rank % num_capsules:
             raise ValueError(
                 f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
