@@ -104,7 +104,7 @@ class LoRA(PeftMethod):
         targets: tuple[str, ...] | None = None,
     ) -> None:
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"LoRA rank r must be an integer >= 1, got {r!r}")
+            raise ValueError(f"LoRA rank r must be >= 1 (an integer), got {r!r}")
         if targets is not None and not tuple(targets):
             raise ValueError("LoRA targets is empty; name at least one role, or leave it unset "
                              "(null) for every projection")
