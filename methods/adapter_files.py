@@ -108,11 +108,20 @@ def load_adapter(source: str | Path) -> AdapterFile:
                 f"{path} is not an adapter folder: it needs adapter_config.json and "
                 "adapter.safetensors (written by methods.adapter_files.save_adapter)"
             )
-        config = json.loads(config_path.read_text())
-        if config.get("format") != FORMAT:
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{config_path}: not valid JSON ({error})") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ValueError(f"{config_path}: not a {FORMAT} file (a PEFT folder? use peft)")
-        return AdapterFile(config["method"], load_file(str(weights)), config.get("backbone"),
-                           str(path))
+        if not isinstance(config.get("method"), dict):
+            raise ValueError(f"{config_path}: no 'method' entry ({{class_path, init_args}})")
+        try:
+            state = load_file(str(weights))
+        except Exception as error:  # noqa: BLE001  (safetensors raises its own error types)
+            raise ValueError(f"not an adapter weights file: {weights} (truncated?): "
+                             f"{error}") from None
+        return AdapterFile(config["method"], state, config.get("backbone"), str(path))
     if path.is_file() and path.suffix == ".ckpt":
         ckpt = load_checkpoint_file(path)
         hparams = ckpt.get("hyper_parameters", {})

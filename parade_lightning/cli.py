@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules import TaskDataModule
 from methods.registry import canonical_path, method_class
 from parade_lightning.checkpoint_io import AtomicCheckpointIO
+from parade_lightning.config_files import config_paths, yaml_problem
 from parade_lightning.lit_module import PeftLitModule
 from parade_lightning.resume_check import check_resume
 from parade_lightning.sweep.commands import main as sweep_main
@@ -43,6 +44,15 @@ class ParadeCLI(LightningCLI):
             help="fit --ckpt_path last: start a new run when no run folder has a last.ckpt "
                  "(without it, having nothing to resume is an error)",
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Check every ``--config`` file's YAML first (file and line in the error)."""
+        argv = sys.argv[1:] if args is None else args
+        for path in config_paths(argv) if isinstance(argv, list | tuple) else []:
+            problem = yaml_problem(path)
+            if problem:
+                parser.error(problem)
+        super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``model.method`` through the one method resolver
