@@ -97,13 +97,12 @@ def _json_type(value: Any) -> str:
     return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def load_local(path: Path, cache_dir: Path | None = None) -> JsonRows:
+def load_local(path: Path) -> JsonRows:
     """Read a ``.jsonl[.gz]`` file: one JSON object a line (blank lines are ignored).
 
     Every problem is a :class:`DataSourceError` naming the file and line: bytes that are not
     UTF-8, invalid JSON, a line that is not an object, a top-level field whose type differs from
     the first line that has it (e.g. one ``label`` written as text among numbers), no rows.
-    ``cache_dir`` is accepted for compatibility and unused (the tokenised cache is what counts).
     """
     opener = gzip.open if path.suffix == ".gz" else open
     rows = JsonRows()

@@ -148,7 +148,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         if source not in self._sources:
             path = self._local_path(split)
             if path is not None:
-                data = src.load_local(path, self._cache_root() / "hf_json")
+                data = src.load_local(path)
                 self._sources[source] = (data, src.local_fingerprint(path))
             else:
                 data = src.load_hub(self.task, split, self.hub_path, self.hub_name, source)
@@ -156,7 +156,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         return self._sources[source]
 
     def _fingerprint(self, split: str) -> str:
-        """The source's identity; a local file's comes from its metadata, without loading it."""
+        """The source's identity; a local file's is a hash of its bytes, without parsing it."""
         path = self._local_path(split)
         return src.local_fingerprint(path) if path is not None else self._source(split)[1]
 
