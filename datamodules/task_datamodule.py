@@ -24,7 +24,12 @@ from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
 from datamodules.errors import StageNotSupportedError
 from datamodules.metrics import METRICS
-from datamodules.resume import EpochShuffleSampler, ResumableDataLoader, train_state
+from datamodules.resume import (
+    EpochShuffleSampler,
+    ResumableDataLoader,
+    process_share,
+    train_state,
+)
 from datamodules.task_spec import RawRow, TaskSpec
 from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id
 from methods.backbones import load_tokenizer
@@ -300,7 +305,8 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         loader = (ResumableDataLoader if train else DataLoader)(
             ExampleDataset(examples),
             batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
-            sampler=EpochShuffleSampler(len(examples), self.hparams.seed) if train else None,
+            sampler=EpochShuffleSampler(len(examples), self.hparams.seed, *process_share())
+            if train else None,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=Collator(pad_id(self.tokenizer), self.hparams.padding_side, prompt_only),

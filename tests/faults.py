@@ -15,6 +15,9 @@ real failure. Kinds:
   about to start (kill -9 during training).
 * ``kill_save``: SIGKILLs itself half-way through writing the second ``last.ckpt`` (kill -9
   during a checkpoint save).
+* ``record``: every process appends ``{"step", "rank", "index"}`` of each training batch to
+  ``$PARADE_FAULT_RECORD/rank<r>.jsonl``; with ``$PARADE_FAULT_STEP`` set, every process then
+  raises when that step is about to start (a multi-process run that crashes mid-epoch).
 
 ``tests/fault_suite.py`` (``make faults``) drives the last two end to end.
 """
@@ -26,7 +29,7 @@ import signal
 import sys
 from pathlib import Path
 
-KINDS = ("fail", "crash", "kill_sweep", "kill_train", "kill_save")
+KINDS = ("fail", "crash", "kill_sweep", "kill_train", "kill_save", "record")
 
 
 def _die_after_last_checkpoint(kill_parent: bool) -> None:
@@ -77,6 +80,24 @@ def _kill_inside_second_last_save() -> None:
     torch.save = save
 
 
+def _record_batches(folder: Path, crash_step: int | None) -> None:
+    import json
+
+    from parade_lightning.lit_module import PeftLitModule
+
+    original = PeftLitModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == crash_step:
+            raise RuntimeError(f"injected crash at step {crash_step}")
+        line = {"step": self.global_step, "rank": self.global_rank, "index": batch["index"]}
+        with open(folder / f"rank{self.global_rank}.jsonl", "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        return original(self, batch, batch_idx)
+
+    PeftLitModule.training_step = training_step
+
+
 def main(argv: list[str]) -> None:
     """``<kind> <parade arguments…>``."""
     if not argv or argv[0] not in KINDS:
@@ -88,6 +109,9 @@ def main(argv: list[str]) -> None:
         _kill_at_step(int(os.environ.get("PARADE_FAULT_STEP", "5")))
     elif kind == "kill_save":
         _kill_inside_second_last_save()
+    elif kind == "record":
+        step = os.environ.get("PARADE_FAULT_STEP")
+        _record_batches(Path(os.environ["PARADE_FAULT_RECORD"]), int(step) if step else None)
     else:
         _die_after_last_checkpoint(kill_parent=kind == "kill_sweep")
     from parade_lightning.cli import main as parade_main
