@@ -24,10 +24,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from methods.input_errors import InputError, NotACheckpointError
+
 FORMAT = "parade-lightning-adapter"
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(pickle.UnpicklingError, InputError):
     """A checkpoint holds Python objects beyond tensors and plain data (loading it could run
     code), so it is refused."""
 
@@ -48,7 +50,7 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only load failed" not in str(error).lower():
-            raise ValueError(f"not a checkpoint: {path} (truncated?): {error}") from None
+            raise NotACheckpointError(f"not a checkpoint: {path} (truncated?): {error}") from None
         raise UnsafeCheckpointError(
             f"refused to load {path}: it holds Python objects besides tensors and plain data, "
             "and unpickling them could run arbitrary code. If (and only if) you trust where it "
@@ -60,13 +62,13 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         ) from None
     except (EOFError, RuntimeError, OSError) as error:
         reason = str(error).split(".")[0] or type(error).__name__
-        raise ValueError(
+        raise NotACheckpointError(
             f"not a checkpoint: {path} (truncated?): {reason}. An interrupted copy or save "
             "leaves such files; use another checkpoint (e.g. best-*.ckpt) or rerun."
         ) from None
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"not a checkpoint: {path} (it holds a {type(checkpoint).__name__}, "
-                         "not a dict)")
+        raise NotACheckpointError(
+            f"not a checkpoint: {path} (it holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint
 
 
@@ -119,7 +121,7 @@ def load_adapter(source: str | Path) -> AdapterFile:
         try:
             state = load_file(str(weights))
         except Exception as error:  # noqa: BLE001  (safetensors raises its own error types)
-            raise ValueError(f"not an adapter weights file: {weights} (truncated?): "
+            raise NotACheckpointError(f"not an adapter weights file: {weights} (truncated?): "
                              f"{error}") from None
         return AdapterFile(config["method"], state, config.get("backbone"), str(path))
     if path.is_file() and path.suffix == ".ckpt":

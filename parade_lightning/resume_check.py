@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from methods.adapter_files import load_checkpoint_file
+from methods.input_errors import InputError
 from methods.parade import Parade
 from methods.registry import canonical_path, method_class, method_from_config
 
@@ -37,7 +38,11 @@ WEIGHTS = frozenset({"method", "backbone"})
 """What a checkpoint's weights need to be loaded at all (also checked outside ``fit``)."""
 
 
-class ResumeMismatchError(ValueError):
+class NothingToResumeError(FileNotFoundError, InputError):
+    """``--ckpt_path last`` found no ``last.ckpt`` and a fresh start was not asked for."""
+
+
+class ResumeMismatchError(ValueError, InputError):
     """The command contradicts hyper-parameters the checkpoint fixes."""
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from methods import IA3, LoRA, PaperIA3, Parade, Parade1, Parade2, Parade3, Parade4
 from methods.backbones import ALIASES, load_backbone, load_tokenizer
-from parade_lightning.cli import build_cli
+from parade_lightning.cli import build_cli, main
 
 PARADES = [Parade, Parade1, Parade2, Parade3, Parade4]
 
@@ -95,9 +95,17 @@ def test_unknown_backbone_offline_fails_at_once_naming_the_aliases(monkeypatch, 
 
 
 def test_a_name_that_cannot_be_a_hub_id():
-    with pytest.raises(ValueError, match=r"backbone 'my model!' is not a known alias .* nor is "
+    with pytest.raises(OSError, match=r"backbone 'my model!' is not a known alias .* nor is "
                                          r"it a Hugging Face hub id"):
         load_backbone("my model!")
+
+
+def test_the_parade_command_prints_an_input_error_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.backbone", "no-such-alias", "--data", "RTE", "--data.data_dir",
+              str(tmp_path), "--trainer.logger", "false"])
+    assert str(exit_info.value.code).startswith("error: backbone 'no-such-alias' is not a known")
 
 
 def test_a_missing_local_backbone_folder():
