@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from methods.input_errors import InputError, NotACheckpointError
+from methods.input_errors import CheckpointNotFoundError, InputError, NotACheckpointError
 
 FORMAT = "parade-lightning-adapter"
 
@@ -45,7 +45,7 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -19,3 +19,12 @@ class NotACheckpointError(ValueError, InputError):
 
 class UnknownBackboneError(OSError, InputError):
     """A backbone name that is no alias, no local path and no reachable hub id."""
+
+
+class MethodConfigError(ValueError, InputError):
+    """A method option that cannot work (rank < 1, capsules not dividing the rank, no targets,
+    an unknown role…)."""
+
+
+class CheckpointNotFoundError(FileNotFoundError, InputError):
+    """No file at the checkpoint path given."""

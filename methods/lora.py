@@ -21,6 +21,7 @@ from methods.architectures import (
     weight_out_in,
 )
 from methods.base import AdapterModule, PeftMethod
+from methods.input_errors import MethodConfigError
 
 
 class LoraAdapter(AdapterModule):
@@ -104,12 +105,13 @@ class LoRA(PeftMethod):
         targets: tuple[str, ...] | None = None,
     ) -> None:
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"LoRA rank r must be >= 1 (an integer), got {r!r}")
+            raise MethodConfigError(f"LoRA rank r must be >= 1 (an integer), got {r!r}")
         if targets is not None and not tuple(targets):
-            raise ValueError("LoRA targets is empty; name at least one role, or leave it unset "
-                             "(null) for every projection")
+            raise MethodConfigError(
+                "LoRA targets is empty; name at least one role, or leave it unset "
+                "(null) for every projection")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout}")
+            raise MethodConfigError(f"LoRA dropout must be in [0, 1), got {dropout}")
         self.r, self.alpha, self.dropout = r, alpha, dropout
         self.targets = tuple(targets) if targets is not None else None
 

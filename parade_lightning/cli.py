@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import TaskDataModule
 from methods.input_errors import InputError
-from methods.registry import canonical_path, method_class
+from methods.registry import canonical_path, method_class, method_from_config
 from parade_lightning.checkpoint_io import AtomicCheckpointIO
 from parade_lightning.config_files import config_paths, yaml_problem
 from parade_lightning.lit_module import PeftLitModule
@@ -57,11 +57,16 @@ class ParadeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``model.method`` through the one method resolver
-        (:func:`methods.registry.method_class`)."""
+        (:func:`methods.registry.method_class`) and check its options."""
         config = self.config.get(self.subcommand)
         method = config.get("model", {}).get("method") if config is not None else None
         if method is not None and getattr(method, "class_path", None):
             method.class_path = canonical_path(method_class(method.class_path))
+            # build it once here: a bad option is the method's own one-line error, not
+            # jsonargparse's union-type report around it
+            init = method.get("init_args")
+            method_from_config({"class_path": method.class_path,
+                                "init_args": init.as_dict() if init is not None else {}})
 
     def _parse_ckpt_path(self) -> None:
         """Check the command against its checkpoint (replaces LightningCLI's version).

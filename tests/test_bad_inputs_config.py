@@ -108,6 +108,14 @@ def test_the_parade_command_prints_an_input_error_without_a_traceback(tmp_path, 
     assert str(exit_info.value.code).startswith("error: backbone 'no-such-alias' is not a known")
 
 
+def test_rank_zero_on_the_command_line_is_one_error_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.backbone", "tiny-llama", "--data", "RTE", "--data.data_dir",
+              str(tmp_path), "--model.method", "Parade", "--model.method.init_args.rank", "0",
+              "--trainer.logger", "false"])
+    assert str(exit_info.value.code).startswith("error: Parade: rank must be an integer >= 1")
+
+
 def test_a_missing_local_backbone_folder():
     with pytest.raises(FileNotFoundError, match="backbone folder not found: /nonexistent/model"):
         load_backbone("/nonexistent/model")
