@@ -3,7 +3,9 @@
 "A predicted SQL query is correct if and only if it can be executed and obtains the same
 results with the ground truth." Each example's table is loaded into a private in-memory
 SQLite database, the gold query and the generated one are both run there, and the results
-are compared as multisets of rows.
+are compared as multisets of rows. Generated SQL is untrusted: it runs read-only under time,
+step, memory and page bounds (:mod:`datamodules.metrics.sql_sandbox`); a prediction stopped by a
+bound scores 0 and is counted in the ``sql_bound_tripped`` extra.
 
 SQL conventions (shared by the training target and the scorer, so they cannot drift):
 
