@@ -139,6 +139,8 @@ def check_resume(config: Any, ckpt_path: str | Path, training: bool = True) -> N
             "settings the checkpoint fixes (its weights, optimizer and schedule were made "
             "with them):\n"
             f"  {listed}\n"
-            "Resume with the checkpoint's settings (its run folder's config.yaml has them), "
-            "or start a new run without --ckpt_path."
+            "Use the checkpoint's settings (its run folder's config.yaml has them: "
+            f"--config {Path(ckpt_path).parent.parent / 'config.yaml'}), "
+            + ("or start a new run without --ckpt_path." if training
+               else "or pass a checkpoint made with this command's method and backbone.")
         )

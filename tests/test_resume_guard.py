@@ -79,3 +79,12 @@ def test_a_truncated_checkpoint_fails_before_the_run_starts(first_run, tmp_path)
     cut.write_bytes(last.read_bytes()[:100])
     with pytest.raises(ValueError, match=rf"not a checkpoint: {cut} \(truncated\?\)"):
         build_cli(["fit", *args, "--ckpt_path", str(cut)])
+
+
+def test_predict_with_a_checkpoint_of_another_method_is_refused(first_run):
+    args, run_dir, last = first_run
+    with pytest.raises(ResumeMismatchError,
+                       match=rf"(?s)cannot load {last}: .*model\.method\.class_path: checkpoint "
+                             rf"'methods\.lora\.LoRA', this command 'methods\.ia3\.IA3'.*"
+                             rf"--config {run_dir / 'config.yaml'}"):
+        build_cli(["predict", *args, "--model.method", "IA3", "--ckpt_path", str(last)])
