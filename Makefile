@@ -1,6 +1,7 @@
 # Two commands do all the set-up:
 #   make run    create .venv, install everything, run the main job (a short real PARADE fit)
 #   make test   create/reuse .venv and run the whole test suite
+#   make faults kill -9 during training and during a checkpoint save, then resume (end to end)
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP   := $(VENV)/.installed
 DATA    ?= $(abspath ../shared/data)
 export PARADE_DATA_DIR ?= $(DATA)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test faults lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+faults: $(STAMP)
+	$(BIN)/python tests/fault_suite.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check parade_lightning methods datamodules callbacks tests benchmarks

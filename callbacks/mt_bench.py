@@ -19,7 +19,12 @@ questions and writes:
   (FastChat's ``model_answer/gpt-4.jsonl``, another run's ``answers.jsonl``, or rows with
   ``question_id`` and ``reference``), or ``question_file`` for the ``reference`` field of the
   question file itself (MT-Bench has one for its math, reasoning and coding questions only).
-  Questions without a reference are left out of the mean and listed.
+
+
+The judge's HTTP client (:mod:`callbacks.judge_client`) requires https (plain http only to a
+local endpoint with ``allow_insecure_local``), never follows a redirect with the key, bounds
+every attempt by a wall-clock deadline with ``max_retries`` retries, and keeps the key out of
+every file it writes.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from callbacks._io import output_dir, read_jsonl, write_jsonl
 from datamodules.instruct import read_reference_answers
 from datamodules.metrics import score
+from callbacks.judge_client import JudgeClient, check_judge_url, redact
 from parade_lightning.distributed import gather_rows
 
 JUDGE_TEMPLATE = """Task Introduction
@@ -74,18 +79,6 @@ def parse_scores(review: str) -> tuple[float, float] | None:
     return found[-2], found[-1]
 
 
-def call_judge(url: str, model: str, prompt: str, api_key: str | None, timeout: float) -> str:
-    """One chat-completion request; returns the reply text."""
-    body = json.dumps({"model": model, "temperature": 0,
-                       "messages": [{"role": "user", "content": prompt}]}).encode()
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())["choices"][0]["message"]["content"]
-
-
 class MTBenchWriter(BasePredictionWriter):
     """Write MT-Bench answers, judge prompts and (optionally) judge scores.
 
@@ -94,8 +87,12 @@ class MTBenchWriter(BasePredictionWriter):
         compare_with: another run's ``answers.jsonl`` (assistant 2 in the judge prompts).
         judge_url: OpenAI-compatible chat-completions URL; None makes no network call.
         judge_model: model name sent to the judge (paper: GPT-4).
-        api_key_env: environment variable holding the judge's API key.
-        timeout: seconds per judge request.
+        api_key_env: environment variable holding the judge's API key (read when judging,
+            never written anywhere).
+        timeout: wall-clock seconds per judge request attempt.
+        max_retries: retries of a request after a transient failure (timeout, 429, 5xx).
+        retry_wait: seconds before the first retry (doubled for each further one).
+        allow_insecure_local: allow an ``http://`` judge_url on this machine (loopback only).
         references: reference answers for ROUGE-L (table 3): a jsonl file, or
             ``question_file`` for the question file's own ``reference`` field; None: no ROUGE-L.
     """
@@ -103,8 +100,11 @@ class MTBenchWriter(BasePredictionWriter):
     def __init__(self, output_dir: str | None = None, compare_with: str | None = None,
                  judge_url: str | None = None, judge_model: str = "gpt-4",
                  api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 references: str | None = None) -> None:
+                 references: str | None = None, max_retries: int = 2,
+                 retry_wait: float = 2.0, allow_insecure_local: bool = False) -> None:
         super().__init__(write_interval="epoch")
+        if judge_url is not None:
+            check_judge_url(judge_url, allow_insecure_local)  # before any generation
         self.output_dir, self.compare_with = output_dir, compare_with
         self.judge_url, self.judge_model = judge_url, judge_model
         self.api_key_env, self.timeout = api_key_env, timeout
@@ -112,6 +112,8 @@ class MTBenchWriter(BasePredictionWriter):
             raise FileNotFoundError(f"MTBenchWriter: references file {references} does not "
                                     "exist (a jsonl of reference answers, or 'question_file')")
         self.references = references
+        self.max_retries, self.retry_wait = max_retries, retry_wait
+        self.allow_insecure_local = allow_insecure_local
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: list[Any], batch_indices: list[Any]) -> None:
@@ -182,19 +184,22 @@ class MTBenchWriter(BasePredictionWriter):
         write_jsonl(out / "judge_prompts.jsonl", prompts)
         if not self.judge_url:
             return None
+        key = os.environ.get(self.api_key_env)
+        client = JudgeClient(self.judge_url, key, timeout=self.timeout,
+                             max_retries=self.max_retries, retry_wait=self.retry_wait,
+                             allow_insecure_local=self.allow_insecure_local)
         reviews, pairs = [], []
         for item in prompts:
             record: dict[str, Any] = {"question_id": item["question_id"]}
             try:
-                record["review"] = call_judge(self.judge_url, self.judge_model, item["prompt"],
-                                              os.environ.get(self.api_key_env), self.timeout)
+                record["review"] = client.complete(self.judge_model, item["prompt"])
                 record["scores"] = parse_scores(record["review"])
                 if record["scores"] is None:
                     record["error"] = "no two x/10 scores found in the review"
                 else:
                     pairs.append(record["scores"])
             except Exception as error:  # noqa: BLE001  (one bad request must not stop the rest)
-                record["error"] = f"{type(error).__name__}: {error}"
+                record["error"] = redact(f"{type(error).__name__}: {error}", key)
             reviews.append(record)
         write_jsonl(out / "judge_reviews.jsonl", reviews)
         summary = {

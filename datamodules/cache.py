@@ -4,7 +4,7 @@ One file per split: ``<cache_dir>/<task>/<split>-<key>.npz`` where ``key`` is a 
 hex digits) of everything that changes the result: the source code that builds examples (the
 shared modules, the task's modules and the project modules they use), the task's resolved
 declarations (template, label words, truncation field, split rule, holdout...), the source
-data identity (local file path, size and mtime, or the hub dataset's fingerprint), the
+data identity (local file path and content hash, or the hub dataset's fingerprint), the
 tokenizer (name, vocabulary size, special tokens, chat template and, for fast tokenizers, a
 hash of the full tokenizer JSON), chat style, max_length, seed, on_bad_row, the
 max_*_examples limit of that split and ``CACHE_VERSION``.

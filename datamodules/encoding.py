@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from datamodules.errors import BadRowError, RowProblem
+from datamodules.errors import AllRowsDroppedError, BadRowError, RowProblem
 from datamodules.task_spec import RawRow, TaskSpec
 from datamodules.templates import eos_id, render_prompt
 
@@ -139,9 +139,14 @@ def encode_rows(
     stats = SplitStats(split_rows=split_rows, rows=len(rows))
     policy = options.on_bad_row
 
+    first: list[str] = []  # the first dropped row, for the error when every row is dropped
+
     def bad(raw: RawRow, problem: RowProblem) -> None:
         if policy != "skip":
             raise BadRowError(task.task, split, raw.source, raw.row, problem.field, problem.reason)
+        if not first:
+            first.append(f"source {raw.source!r} row {raw.row}, field {problem.field!r}: "
+                         f"{problem.reason}")
         stats.dropped += 1
         stats.dropped_by_field[problem.field] += 1
 
@@ -180,4 +185,10 @@ def encode_rows(
             }
         )
     stats.examples = len(examples)
+    if rows and not examples:
+        raise AllRowsDroppedError(
+            f"{task.task}: on_bad_row='skip' dropped all {len(rows)} rows of split {split!r} "
+            f"(by field: {dict(stats.dropped_by_field)}; first: {first[0]}), leaving nothing to "
+            "train or evaluate on. Fix the data (on_bad_row='raise' stops at the first bad row)."
+        )
     return examples, stats

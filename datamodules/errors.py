@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from methods.input_errors import InputError
+
 
 class RowProblem(Exception):
     """A problem with one field of one raw row, raised by the task hooks.
@@ -20,7 +22,7 @@ class RowProblem(Exception):
         self.reason = reason
 
 
-class BadRowError(ValueError):
+class BadRowError(ValueError, InputError):
     """A raw row that cannot become a training/evaluation example.
 
     Args:
@@ -44,15 +46,19 @@ class BadRowError(ValueError):
         )
 
 
-class MissingSplitError(FileNotFoundError):
+class AllRowsDroppedError(ValueError, InputError):
+    """``on_bad_row="skip"`` dropped every row of a split: a run on nothing is refused."""
+
+
+class MissingSplitError(FileNotFoundError, InputError):
     """A split needed by the current stage has no source (e.g. BoolQ train in the local bundle)."""
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(RuntimeError, InputError):
     """Neither a local data folder nor the Hugging Face hub could provide the data."""
 
 
-class StageNotSupportedError(ValueError):
+class StageNotSupportedError(ValueError, InputError):
     """The task has no such split at all (MT-Bench cannot be trained on, Alpaca has no test)."""
 
 

@@ -25,7 +25,12 @@ from datamodules import templates as templates_module
 from datamodules.collate import Collator, ExampleDataset
 from datamodules.errors import StageNotSupportedError
 from datamodules.metrics import METRICS
-from datamodules.resume import EpochShuffleSampler, ResumableDataLoader, train_state
+from datamodules.resume import (
+    EpochShuffleSampler,
+    ResumableDataLoader,
+    process_share,
+    train_state,
+)
 from datamodules.task_spec import RawRow, TaskSpec
 from datamodules.templates import CHAT_STYLES, ChatStyle, pad_id
 from methods.backbones import load_tokenizer
@@ -152,7 +157,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         if source not in self._sources:
             path = self._local_path(split)
             if path is not None:
-                data = src.load_local(path, self._cache_root() / "hf_json")
+                data = src.load_local(path)
                 self._sources[source] = (data, src.local_fingerprint(path))
             else:
                 data = src.load_hub(self.task, split, self.hub_path, self.hub_name, source)
@@ -160,7 +165,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         return self._sources[source]
 
     def _fingerprint(self, split: str) -> str:
-        """The source's identity; a local file's comes from its metadata, without loading it."""
+        """The source's identity; a local file's is a hash of its bytes, without parsing it."""
         path = self._local_path(split)
         return src.local_fingerprint(path) if path is not None else self._source(split)[1]
 
@@ -317,7 +322,8 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         loader = (ResumableDataLoader if train else DataLoader)(
             ExampleDataset(examples),
             batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
-            sampler=EpochShuffleSampler(len(examples), self.hparams.seed) if train else None,
+            sampler=EpochShuffleSampler(len(examples), self.hparams.seed, *process_share())
+            if train else None,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=Collator(pad_id(self.tokenizer), self.hparams.padding_side, prompt_only),

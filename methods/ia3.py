@@ -20,6 +20,7 @@ from torch import nn
 
 from methods.architectures import Site, find_sites, sites_by_module
 from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale
+from methods.input_errors import MethodConfigError
 
 
 class IA3Adapter(AdapterModule):
@@ -132,11 +133,18 @@ class IA3(PeftMethod):
         dim: int | None = None,
     ) -> None:
         self.targets, self.feedforward, self.dim = tuple(targets), tuple(feedforward), dim
+        if not self.targets:
+            raise MethodConfigError(
+                f"{type(self).__name__}: targets is empty; name at least one role "
+                "(e.g. [k, v, d])")
         stray = set(self.feedforward) - set(self.targets)
         if stray:
-            raise ValueError(f"feedforward roles {sorted(stray)} are not in targets {targets}")
-        if dim is not None and dim < 1:
-            raise ValueError(f"IA3 dim must be >= 1 or None, got {dim}")
+            raise MethodConfigError(
+                f"feedforward roles {sorted(stray)} are not in targets {targets}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise MethodConfigError(
+                f"{type(self).__name__} dim must be an integer >= 1 or None, got "
+                f"{dim!r}")
 
     def install(self, model: nn.Module) -> None:
         for sites in sites_by_module(find_sites(model, self.targets)).values():

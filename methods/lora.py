@@ -21,6 +21,7 @@ from methods.architectures import (
     weight_out_in,
 )
 from methods.base import AdapterModule, PeftMethod
+from methods.input_errors import MethodConfigError
 
 
 class LoraAdapter(AdapterModule):
@@ -103,8 +104,14 @@ class LoRA(PeftMethod):
         dropout: float = 0.0,
         targets: tuple[str, ...] | None = None,
     ) -> None:
-        if r < 1:
-            raise ValueError(f"LoRA rank r must be >= 1, got {r}")
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise MethodConfigError(f"LoRA rank r must be >= 1 (an integer), got {r!r}")
+        if targets is not None and not tuple(targets):
+            raise MethodConfigError(
+                "LoRA targets is empty; name at least one role, or leave it unset "
+                "(null) for every projection")
+        if not 0.0 <= dropout < 1.0:
+            raise MethodConfigError(f"LoRA dropout must be in [0, 1), got {dropout}")
         self.r, self.alpha, self.dropout = r, alpha, dropout
         self.targets = tuple(targets) if targets is not None else None
 

@@ -64,6 +64,7 @@ from methods.architectures import (
     sites_by_module,
 )
 from methods.base import AdapterModule, PeftMethod, rescale, scatter_scale, uniform_with_std
+from methods.input_errors import MethodConfigError
 from methods.poolers import POOLERS, check_mask
 
 
@@ -262,11 +263,23 @@ class Parade(PeftMethod):
         init_std: float = 0.02,
     ) -> None:
         if pooler not in POOLERS:
-            raise ValueError(f"unknown pooler {pooler!r}; choose one of {sorted(POOLERS)}")
+            raise MethodConfigError(f"unknown pooler {pooler!r}; choose one of {sorted(POOLERS)}")
         if input not in ("hidden", "normed"):
-            raise ValueError(f"input must be 'hidden' or 'normed', got {input!r}")
+            raise MethodConfigError(f"input must be 'hidden' or 'normed', got {input!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise MethodConfigError(
+                f"{type(self).__name__}: rank must be an integer >= 1, got {rank!r} "
+                "(rank 0 would leave only the generator's bias to train)")
+        if pooler != "last" and (not isinstance(num_capsules, int) or num_capsules < 1):
+            raise MethodConfigError(
+                f"{type(self).__name__}: num_capsules must be an integer >= 1, got "
+                f"{num_capsules!r}")
+        if not tuple(targets):
+            raise MethodConfigError(
+                f"{type(self).__name__}: targets is empty; name at least one role "
+                "(e.g. [q, v, u])")
         if pooler != "last" and rank % num_capsules:
-            raise ValueError(
+            raise MethodConfigError(
                 f"rank r={rank} must be divisible by the number of capsules K={num_capsules}"
             )
         self.rank, self.num_capsules, self.targets = rank, num_capsules, tuple(targets)

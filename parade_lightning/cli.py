@@ -17,16 +17,21 @@ import sys
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from datamodules import TaskDataModule
-from methods.registry import canonical_path, method_class
+from methods.input_errors import InputError
+from methods.registry import canonical_path, method_class, method_from_config
 from parade_lightning import cli_checks, run_report
+from parade_lightning.checkpoint_io import AtomicCheckpointIO
+from parade_lightning.config_files import config_paths, yaml_problem
 from parade_lightning.explain import main as explain_main
 from parade_lightning.export_command import main as export_main
 from parade_lightning.lit_module import PeftLitModule
 from parade_lightning.quiet import quiet_third_party
+from parade_lightning.resume_check import NothingToResumeError, check_resume
 from parade_lightning.sweep.commands import main as sweep_main
 
 
@@ -48,6 +53,11 @@ class ParadeCLI(LightningCLI):
             help="fit only: evaluate dev once at step 0, before training (the zero-shot dev "
                  "metric the run summary shows); skipped when resuming with --ckpt_path",
         )
+        parser.add_argument(
+            "--allow_fresh_start", type=bool, default=False,
+            help="fit --ckpt_path last: start a new run when no run folder has a last.ckpt "
+                 "(without it, having nothing to resume is an error)",
+        )
 
     def _add_subcommands(self, parser, **kwargs) -> None:
         """Lightning's subcommands, and ``sweep`` listed beside them (``main`` runs it)."""
@@ -57,23 +67,31 @@ class ParadeCLI(LightningCLI):
             help=run_report.SWEEP_HELP)
 
     def parse_arguments(self, parser, args) -> None:
-        """Check the requested ``model.method`` first (clear message naming the file searched),
-        then parse as LightningCLI does."""
-        problem = cli_checks.method_problem(sys.argv[1:] if args is None else list(args))
+        """Check every ``--config`` file's YAML (file and line in the error) and the requested
+        ``model.method`` (the file searched) first, then parse as LightningCLI does."""
+        argv = sys.argv[1:] if args is None else list(args)
+        for path in config_paths(argv):
+            problem = yaml_problem(path)
+            if problem:
+                parser.error(problem)
+        problem = cli_checks.method_problem(argv)
         if problem:
             parser.error(problem)
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``model.method`` through the one method resolver
-        (:func:`methods.registry.method_class`), then handle ``--ckpt_path last``."""
+        (:func:`methods.registry.method_class`) and check its options."""
         config = self.config.get(self.subcommand)
         method = config.get("model", {}).get("method") if config is not None else None
         if method is not None and getattr(method, "class_path", None):
             method.class_path = canonical_path(method_class(method.class_path))
+            # build it once here: a bad option is the method's own one-line error, not
+            # jsonargparse's union-type report around it
+            init = method.get("init_args")
+            method_from_config({"class_path": method.class_path,
+                                "init_args": init.as_dict() if init is not None else {}})
         run_report.share_generation_length(config if self.subcommand else self.config)
-        self._default_logger_name(config)
-        self._resume_last_version(config)
 
     def _default_logger_name(self, config) -> None:
         """A TensorBoard logger with ``name: null`` logs to ``<save_dir>/<method>/<task>``."""
@@ -84,28 +102,74 @@ class ParadeCLI(LightningCLI):
             init.name = run_report.default_logger_name(config.model.get("method"),
                                                        config.get("data"))
 
-    def _resume_last_version(self, config) -> None:
-        """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt.
+    def _parse_ckpt_path(self) -> None:
+        """Check the command against its checkpoint (replaces LightningCLI's version).
+
+        Lightning's hook merges the checkpoint's hyper-parameters into the parsed config,
+        silently replacing what the command says. Here ``--ckpt_path last`` is resolved and a
+        command that contradicts the checkpoint is one error listing every difference
+        (:mod:`parade_lightning.resume_check`), before anything is built or written.
+        """
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else None
+        if config is None:
+            return
+        self._default_logger_name(config)  # before `last` is looked up under it
+        resume = self._resume_last_version(subcommand, config)
+        ckpt_path = config.get("ckpt_path")
+        if resume is None and ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            resume = Path(ckpt_path)
+        if resume is not None:
+            check_resume(config, resume, training=subcommand == "fit")
+
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer, with atomic, ``weights_only`` checkpoint files
+        (:class:`~parade_lightning.checkpoint_io.AtomicCheckpointIO`) unless a custom
+        checkpoint IO plugin was configured."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _resume_last_version(self, subcommand: str, config) -> Path | None:
+        """``fit --ckpt_path last``: continue in the newest run folder that has a last.ckpt
+        (returned). Nothing to resume is an error unless ``--allow_fresh_start``.
 
         Lightning resolves ``last`` inside the *current* logger version, and every new
         invocation would otherwise open a fresh ``version_N``; pointing the logger at the newest
         version with ``checkpoints/last.ckpt`` makes the documented resume command work.
         """
-        if self.subcommand != "fit" or config is None or config.get("ckpt_path") != "last":
-            return
+        if subcommand != "fit" or config.get("ckpt_path") != "last":
+            return None
         logger = config.trainer.get("logger")
         init = getattr(logger, "init_args", None) if logger not in (None, True, False) else None
         if init is None or not str(getattr(logger, "class_path", "")).endswith(
-            "TensorBoardLogger") or init.get("version") is not None:
-            return
+                "TensorBoardLogger"):
+            return None
         root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
-        versions = sorted(
-            int(p.name.removeprefix("version_")) for p in root.glob("version_*")
-            if p.name.removeprefix("version_").isdigit() and (p / "checkpoints/last.ckpt").is_file()
-        )
-        if versions:
-            init.version = versions[-1]
-            rank_zero_info(f"resuming from {root}/version_{versions[-1]}/checkpoints/last.ckpt")
+        if init.get("version") is not None:
+            found = [root / f"version_{init.version}" if isinstance(init.version, int)
+                     else root / str(init.version)]
+        else:
+            found = [root / f"version_{n}" for n in sorted(
+                int(p.name.removeprefix("version_")) for p in root.glob("version_*")
+                if p.name.removeprefix("version_").isdigit())]
+        found = [p for p in found if (p / "checkpoints/last.ckpt").is_file()]
+        if not found:
+            if config.get("allow_fresh_start"):
+                rank_zero_info(f"--ckpt_path last: nothing to resume under {root}; starting fresh")
+                config.ckpt_path = None
+                return None
+            raise NothingToResumeError(
+                f"--ckpt_path last: nothing to resume: no {root}/version_*/checkpoints/last.ckpt "
+                "(logger save_dir/name/version as configured). Start a new run without "
+                "--ckpt_path, or pass --allow_fresh_start true to start one when there is "
+                "nothing to resume."
+            )
+        if init.get("version") is None:
+            init.version = int(found[-1].name.removeprefix("version_"))
+        rank_zero_info(f"resuming from {found[-1]}/checkpoints/last.ckpt")
+        return found[-1] / "checkpoints" / "last.ckpt"
 
     def before_fit(self) -> None:
         """Warn when dev will never be evaluated; with ``validate_before_fit``, evaluate dev
@@ -156,7 +220,10 @@ def main(args: list[str] | None = None) -> None:
     if argv and argv[0] == "export":  # parade_lightning.export_command
         export_main(argv[1:])
         return
-    build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
+    try:
+        build_cli(args)  # None: LightningCLI reads sys.argv itself (and does not warn about both)
+    except InputError as error:  # says what is wrong and what to do: no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> ParadeCLI:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from methods.adapter_files import AdapterFile, check_backbone, load_adapter
-from methods.backbones import load_backbone
+from methods.backbones import load_backbone, meta_model
 from methods.base import PeftMethod
 from methods.registry import method_from_config
 from parade_lightning.generation import generate
@@ -79,13 +79,19 @@ class MultiTenantModel:
     def tenants(self) -> list[str]:
         return list(self._states)
 
-    def add_tenant(self, name: str, source: str | Path | AdapterFile) -> None:
+    def add_tenant(self, name: str, source: str | Path | AdapterFile,
+                   replace: bool = False) -> None:
         """Register a tenant's adapter (a :func:`methods.save_pretrained` folder of either
         format version, a ``.ckpt`` or an :class:`AdapterFile`).
 
-        Raises a clear error, leaving the other tenants untouched, when the adapter was trained
-        on another backbone, uses another method configuration, or has mis-shaped weights.
+        Raises a clear error, leaving the server exactly as it was (other tenants, and for a
+        first tenant the bare backbone), when the name is taken (unless ``replace``), or the
+        adapter was trained on another backbone, uses another method configuration, has
+        mis-shaped weights or weights that are not finite (NaN/inf).
         """
+        if name in self._states and not replace:
+            raise ValueError(f"tenant {name!r} is already registered; pass replace=True to "
+                             "swap its adapter")
         adapter = source if isinstance(source, AdapterFile) else load_adapter(source)
         if self.backbone and adapter.backbone and adapter.backbone != self.backbone:
             raise ValueError(
@@ -96,6 +102,11 @@ class MultiTenantModel:
             check_backbone(adapter, self.model)  # the recorded architecture, field by field
         except ValueError as err:
             raise ValueError(f"tenant {name!r}: {err}") from None
+        bad = sorted(k for k, v in adapter.state.items()
+                     if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+        if bad:
+            raise ValueError(f"tenant {name!r}: adapter {adapter.source} has non-finite (NaN or "
+                             f"inf) weights in {len(bad)} tensors (first: {bad[:3]}); refused")
         method = method_from_config(adapter.method)  # defaults filled in, short names resolved
         if not method.per_row_weights:
             raise ValueError(
@@ -103,6 +114,13 @@ class MultiTenantModel:
                 "layers take one weight per module, not one per row); serve it alone with "
                 "methods.pretrained.load_pretrained")
         if self.method is None:
+            # check against a weightless copy (meta device) first, so that a rejected first
+            # tenant leaves the backbone bare
+            skeleton = meta_model(self.model.config)
+            probe = method_from_config(adapter.method)
+            probe.attach(skeleton)
+            probe.check_adapter_state(dict(probe.named_adapter_parameters(skeleton)),
+                                      adapter.state)
             method.attach(self.model)
             self.method = method
         elif method.to_config() != self.method.to_config():

@@ -11,6 +11,15 @@ real failure. Kinds:
   first ``last.ckpt`` is written, so the run is left with a checkpoint and no metrics.
 * ``kill_sweep``: as ``crash``, but first SIGKILLs its parent, the sweep process (a sweep
   killed in the middle of a run).
+* ``kill_train``: SIGKILLs itself when training step ``$PARADE_FAULT_STEP`` (default 5) is
+  about to start (kill -9 during training).
+* ``kill_save``: SIGKILLs itself half-way through writing the second ``last.ckpt`` (kill -9
+  during a checkpoint save).
+* ``record``: every process appends ``{"step", "rank", "index"}`` of each training batch to
+  ``$PARADE_FAULT_RECORD/rank<r>.jsonl``; with ``$PARADE_FAULT_STEP`` set, every process then
+  raises when that step is about to start (a multi-process run that crashes mid-epoch).
+
+``tests/fault_suite.py`` (``make faults``) drives the last two end to end.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import signal
 import sys
 from pathlib import Path
 
-KINDS = ("fail", "crash", "kill_sweep")
+KINDS = ("fail", "crash", "kill_sweep", "kill_train", "kill_save", "record")
 
 
 def _die_after_last_checkpoint(kill_parent: bool) -> None:
@@ -38,6 +47,57 @@ def _die_after_last_checkpoint(kill_parent: bool) -> None:
     Trainer.save_checkpoint = save_checkpoint
 
 
+def _kill_at_step(step: int) -> None:
+    from parade_lightning.lit_module import PeftLitModule
+
+    original = PeftLitModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, batch, batch_idx)
+
+    PeftLitModule.training_step = training_step
+
+
+def _kill_inside_second_last_save() -> None:
+    import torch
+
+    original, saves = torch.save, []
+
+    def save(obj, handle, *args, **kwargs):
+        name = getattr(handle, "name", str(handle))
+        if ".last.ckpt.partial-" in str(name):
+            saves.append(name)
+            if len(saves) == 2:  # the first last.ckpt is on disk; cut the second one
+                original(obj, handle, *args, **kwargs)
+                handle.flush()
+                handle.truncate(handle.tell() // 2)
+                handle.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return original(obj, handle, *args, **kwargs)
+
+    torch.save = save
+
+
+def _record_batches(folder: Path, crash_step: int | None) -> None:
+    import json
+
+    from parade_lightning.lit_module import PeftLitModule
+
+    original = PeftLitModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == crash_step:
+            raise RuntimeError(f"injected crash at step {crash_step}")
+        line = {"step": self.global_step, "rank": self.global_rank, "index": batch["index"]}
+        with open(folder / f"rank{self.global_rank}.jsonl", "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        return original(self, batch, batch_idx)
+
+    PeftLitModule.training_step = training_step
+
+
 def main(argv: list[str]) -> None:
     """``<kind> <parade arguments…>``."""
     if not argv or argv[0] not in KINDS:
@@ -45,7 +105,15 @@ def main(argv: list[str]) -> None:
     kind, args = argv[0], argv[1:]
     if kind == "fail":
         raise SystemExit(f"injected failure ({kind}) for: parade {' '.join(args[:1])} …")
-    _die_after_last_checkpoint(kill_parent=kind == "kill_sweep")
+    if kind == "kill_train":
+        _kill_at_step(int(os.environ.get("PARADE_FAULT_STEP", "5")))
+    elif kind == "kill_save":
+        _kill_inside_second_last_save()
+    elif kind == "record":
+        step = os.environ.get("PARADE_FAULT_STEP")
+        _record_batches(Path(os.environ["PARADE_FAULT_RECORD"]), int(step) if step else None)
+    else:
+        _die_after_last_checkpoint(kill_parent=kind == "kill_sweep")
     from parade_lightning.cli import main as parade_main
 
     parade_main(args)

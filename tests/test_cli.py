@@ -110,7 +110,7 @@ def test_fit_early_stops_keeps_best_and_tests(tmp_path, method):
     # callbacks.PoolerAttentionMaps (configs/base.yaml): PARADE's pooler maps at dev evaluation
     expected = {"val/pooler_map_0", "val/pooler_map_1"} if method == "parade" else set()
     assert image_tags(run_dir) == expected
-    ckpt = torch.load(metrics["ckpt_path"], weights_only=False)
+    ckpt = torch.load(metrics["ckpt_path"], weights_only=True)
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
     assert not any("embed_tokens" in k for k in ckpt["state_dict"])  # no frozen backbone
     restored = PeftLitModule.load_from_checkpoint(metrics["ckpt_path"])

@@ -71,7 +71,7 @@ def test_fit_lowers_loss_and_checkpoint_holds_adapter_only(tmp_path, method):
     assert after < before
     path = tmp_path / "adapter.ckpt"
     t.save_checkpoint(path)
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     adapter_keys = {"model." + k for k, _ in module.method.named_adapter_parameters(module.model)}
     assert set(ckpt["state_dict"]) == adapter_keys
     assert ckpt["hyper_parameters"]["method"]["class_path"].startswith("methods.")
@@ -102,7 +102,7 @@ def test_resume_from_checkpoint_restores_optimizer_and_steps(tmp_path):
     t.fit_loop.epoch_loop.max_steps = 3  # stop in the middle, as if killed
     t.fit(half, datamodule=ToyData())
     t.save_checkpoint(tmp_path / "mid.ckpt")
-    ckpt = torch.load(tmp_path / "mid.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "mid.ckpt", weights_only=True)
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"] and ckpt["global_step"] == 3
 
     torch.manual_seed(0)

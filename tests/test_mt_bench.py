@@ -75,7 +75,7 @@ def test_judge_prompts_and_fake_judge(tmp_path, judge_server):
     other.write_text("\n".join(json.dumps({"question_id": q, "answer": a})
                                for q, a in ((81, "Lyon."), (82, "5"))))
     writer = MTBenchWriter(output_dir=str(tmp_path / "out"), compare_with=str(other),
-                           judge_url=url, timeout=5)
+                           judge_url=url, timeout=5, allow_insecure_local=True)
     writer.write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
     out = Path(tmp_path / "out")
     prompts = [json.loads(x) for x in (out / "judge_prompts.jsonl").read_text().splitlines()]
@@ -92,7 +92,8 @@ def test_unreachable_judge_is_recorded_not_raised(tmp_path):
     other = tmp_path / "b.jsonl"
     other.write_text(json.dumps({"question_id": 82, "answer": "5"}))
     writer = MTBenchWriter(output_dir=str(tmp_path), compare_with=str(other),
-                           judge_url="http://127.0.0.1:9/v1/chat/completions", timeout=2)
+                           judge_url="http://127.0.0.1:9/v1/chat/completions", timeout=2,
+                           max_retries=1, retry_wait=0, allow_insecure_local=True)
     writer.write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
     summary = json.loads((tmp_path / "judge_scores.json").read_text())
     assert summary["judged"] == 0 and summary["failed"] == 1

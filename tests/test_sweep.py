@@ -109,7 +109,7 @@ def finished(tmp_path_factory):
         "states": json.loads((folder / "out" / "status.json").read_text())["runs"],
         "metrics0": (runs[0].run_dir / "metrics.json").read_text(),
         "mtime0": (runs[0].run_dir / "metrics.json").stat().st_mtime_ns,
-        "last2": torch.load(runs[2].run_dir / "checkpoints" / "last.ckpt", weights_only=False),
+        "last2": torch.load(runs[2].run_dir / "checkpoints" / "last.ckpt", weights_only=True),
         "events": len(events(folder / "out")),
         "error1": (runs[1].run_dir / "error.txt").read_text(),
     }

@@ -21,6 +21,7 @@ metric                    tasks                       target keys (plus "text")
 ``rouge_l``               E2E                         ``references``
 ``gsm8k_accuracy``        GSM8K                       ``answer_number``
 ``wikisql_execution``     WikiSQL                     ``sql``, ``table``
+                          (extra ``sql_bound_tripped``)
 ========================  ==========================  ===========================
 
 Which task uses which metric is declared once, on the task (``TaskSpec.metric``); the table

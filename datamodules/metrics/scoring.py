@@ -12,7 +12,7 @@ from typing import Any
 
 from datamodules.metrics.core import MetricSpec, ScoreResult
 from datamodules.metrics.gsm8k import gsm8k_accuracy_example
-from datamodules.metrics.sql_execution import wikisql_execution_example
+from datamodules.metrics.sql_execution import BOUND_EXTRA, wikisql_execution_example
 from datamodules.metrics.text import accuracy_example, f1_em_example, rouge_l_example
 
 METRICS: dict[str, MetricSpec] = {
@@ -43,6 +43,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             "wikisql_execution",
             wikisql_execution_example,
+            extra_keys=(BOUND_EXTRA,),
             description="generated SQL executes to the gold query's result multiset",
         ),
     )

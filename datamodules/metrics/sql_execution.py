@@ -3,7 +3,9 @@
 "A predicted SQL query is correct if and only if it can be executed and obtains the same
 results with the ground truth." Each example's table is loaded into a private in-memory
 SQLite database, the gold query and the generated one are both run there, and the results
-are compared as multisets of rows.
+are compared as multisets of rows. Generated SQL is untrusted: it runs read-only under time,
+step, memory and page bounds (:mod:`datamodules.metrics.sql_sandbox`); a prediction stopped by a
+bound scores 0 and is counted in the ``sql_bound_tripped`` extra.
 
 SQL conventions (shared by the training target and the scorer, so they cannot drift):
 
@@ -31,6 +33,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from datamodules.metrics.core import ExampleScore
+from datamodules.metrics.sql_sandbox import (
+    BOUND_EXTRA,
+    MAX_VM_STEPS,
+    QUERY_ERRORS,
+    QueryBoundExceeded,
+    execute_bounded,
+    lock_down,
+)
 from datamodules.metrics.text import first_line
 
 logger = logging.getLogger(__name__)
@@ -42,39 +52,10 @@ COND_OPS: tuple[str, ...] = ("=", ">", "<", "OP")
 TABLE_NAME = "table"
 """The name every query uses for the example's table."""
 
-MAX_VM_STEPS = 10_000_000
-"""SQLite VM instructions one query may use; WikiSQL queries need ~1e4, so only runaway
-generations (e.g. repeated self-joins) hit it, and they are aborted in well under a second."""
-MAX_RESULT_ROWS = 10_000
-"""More rows than any WikiSQL table has; bounds the Python-side cost of a runaway cross join."""
-_PROGRESS_INTERVAL = 1_000  # VM instructions between progress-handler calls
-# Caps on a single value and a LIKE pattern: work inside one VM instruction (a huge
-# zeroblob, a LIKE with many "%") is out of the progress handler's reach, so it is bounded
-# by size instead. WikiSQL cells are far shorter.
-_MAX_VALUE_BYTES = 100_000
-_MAX_LIKE_PATTERN_BYTES = 1_000
-
 _PLAIN_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 # WikiSQL's own fallback for numeric conditions (lib/dbengine.py ``num_re``).
 _FIRST_NUMBER_RE = re.compile(r"[-+]?\d*\.\d+|\d+")
-_SELECT_RE = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 _CODE_FENCE_RE = re.compile(r"\s*```[a-zA-Z]*\s*(.*?)\s*(?:```|$)", re.DOTALL)
-# A WITH RECURSIVE is a read too (its runaways are caught by the step budget).
-_SQLITE_RECURSIVE: int = getattr(sqlite3, "SQLITE_RECURSIVE", 33)  # 33 in sqlite3.h
-_READ_ONLY_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, _SQLITE_RECURSIVE})
-# printf('%.*c', 2000000000, 'x') spins for seconds inside one VM instruction (see above)
-# and returns nothing; WikiSQL queries never format strings.
-_DENIED_FUNCTIONS = frozenset({"printf", "format", "load_extension"})
-# Everything a generated query can make the sqlite3 module raise: all of it scores 0.
-# (``sqlite3.Warning`` is what Python 3.10 raises for several statements.)
-QUERY_ERRORS: tuple[type[Exception], ...] = (
-    sqlite3.Error,
-    sqlite3.Warning,
-    ValueError,
-    OverflowError,
-)
-
-
 def quote_identifier(name: str) -> str:
     """Quote an SQL identifier, doubling inner double quotes (``a"b`` becomes ``"a""b"``)."""
     return '"' + name.replace('"', '""') + '"'
@@ -187,22 +168,15 @@ def render_wikisql_query(sql: Mapping[str, Any], table: Mapping[str, Any]) -> st
     return query + (" WHERE " + " AND ".join(clauses) if clauses else "")
 
 
-def _authorize_read_only(action: int, _arg1: str | None, arg2: str | None, *_: str | None) -> int:
-    # Defence in depth beside ``query_only``: nothing but reading and functions (no PRAGMA,
-    # ATTACH, which could create files, or temp objects) may even be prepared.
-    if action == sqlite3.SQLITE_FUNCTION:
-        allowed = (arg2 or "").lower() not in _DENIED_FUNCTIONS
-    else:
-        allowed = action in _READ_ONLY_ACTIONS
-    return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
-
-
 def open_wikisql_database(table: Mapping[str, Any]) -> sqlite3.Connection:
     """Load a table into a fresh, locked-down in-memory SQLite database.
 
     After loading, the connection is ``PRAGMA query_only`` and an authorizer denies every
-    action except reading tables/views and calling functions (bar ``printf``/``format``);
-    string/blob values are capped at 100 kB and LIKE patterns at 1 kB.
+    action except reading tables/views and calling functions (bar ``printf``/``format``/
+    ``load_extension``): no ATTACH (which could create files), no PRAGMA, no temp objects.
+    String/blob values are capped at 100 kB and LIKE patterns at 1 kB; temporary storage is
+    in memory (``temp_store = MEMORY``, :data:`MAX_PAGES` pages per database), and each query
+    runs under :data:`MAX_SECONDS`, :data:`MAX_VM_STEPS` and :data:`MAX_HEAP_BYTES`.
 
     Args:
         table: the Hub's table dict.
@@ -232,35 +206,8 @@ def open_wikisql_database(table: Mapping[str, Any]) -> sqlite3.Connection:
         if lowered != TABLE_NAME and not lowered.startswith("sqlite_"):
             source = quote_identifier(TABLE_NAME)
             conn.execute(f"CREATE VIEW {quote_identifier(alias)} AS SELECT * FROM {source}")
-    conn.execute("PRAGMA query_only = ON")
-    if hasattr(conn, "setlimit"):  # Python >= 3.11
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_BYTES)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, _MAX_LIKE_PATTERN_BYTES)
-    conn.set_authorizer(_authorize_read_only)
+    lock_down(conn)
     return conn
-
-
-def _execute(conn: sqlite3.Connection, query: str, max_steps: int) -> list[tuple[Any, ...]]:
-    """Run one SELECT under a VM-step budget; raises one of ``QUERY_ERRORS`` on any failure."""
-    if not _SELECT_RE.match(query):
-        # Also catches the empty query, which sqlite3 would "run" into an empty result.
-        raise ValueError("not a SELECT query")
-    calls_left = max(1, max_steps // _PROGRESS_INTERVAL)
-
-    def out_of_budget() -> bool:
-        nonlocal calls_left
-        calls_left -= 1
-        return calls_left < 0  # a true return makes SQLite abort with "interrupted"
-
-    conn.set_progress_handler(out_of_budget, _PROGRESS_INTERVAL)
-    try:
-        # ``execute`` refuses several statements; the budget also covers fetching.
-        rows = conn.execute(query).fetchmany(MAX_RESULT_ROWS + 1)
-    finally:
-        conn.set_progress_handler(None, 0)
-    if len(rows) > MAX_RESULT_ROWS:
-        raise ValueError(f"query returned more than {MAX_RESULT_ROWS} rows")
-    return rows
 
 
 def run_wikisql_query(
@@ -282,7 +229,7 @@ def run_wikisql_query(
     """
     conn = open_wikisql_database(table)
     try:
-        return _execute(conn, query, max_steps)
+        return execute_bounded(conn, query, max_steps)
     finally:
         conn.close()
 
@@ -319,7 +266,10 @@ def wikisql_execution_example(prediction: str, target: Mapping[str, Any]) -> Exa
     """1.0 iff the generated SQL runs and returns the gold query's result multiset.
 
     Never raises for a bad generation (unparseable, not a SELECT, several statements, too
-    slow, writes): all of those score 0.
+    slow, too big, writes): all of those score 0. Each example gets its own fresh database,
+    so nothing one prediction does can reach another's scoring. The extra
+    ``sql_bound_tripped`` is 1.0 when the prediction hit a resource bound (its mean over a
+    split, logged and written to ``metrics.json``, is the fraction that did).
 
     Args:
         prediction: the generated response.
@@ -331,14 +281,17 @@ def wikisql_execution_example(prediction: str, target: Mapping[str, Any]) -> Exa
     conn = open_wikisql_database(table)
     try:
         try:
-            gold = _execute(conn, gold_sql, MAX_VM_STEPS)
+            gold = execute_bounded(conn, gold_sql, MAX_VM_STEPS)
         except QUERY_ERRORS as error:
             logger.warning("WikiSQL gold query failed (%s): %s", error, gold_sql)
-            return ExampleScore(0.0)
+            return ExampleScore(0.0, {BOUND_EXTRA: 0.0})
         try:
-            predicted = _execute(conn, clean_predicted_sql(prediction), MAX_VM_STEPS)
+            predicted = execute_bounded(conn, clean_predicted_sql(prediction), MAX_VM_STEPS)
+        except QueryBoundExceeded:
+            return ExampleScore(0.0, {BOUND_EXTRA: 1.0})
         except QUERY_ERRORS:
-            return ExampleScore(0.0)
+            return ExampleScore(0.0, {BOUND_EXTRA: 0.0})
     finally:
         conn.close()
-    return ExampleScore(float(canonical_result(predicted) == canonical_result(gold)))
+    correct = canonical_result(predicted) == canonical_result(gold)
+    return ExampleScore(float(correct), {BOUND_EXTRA: 0.0})
