@@ -40,9 +40,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks._io import output_dir, read_jsonl, write_jsonl
+from callbacks.judge_client import JudgeClient, check_judge_url, redact
 from datamodules.instruct import read_reference_answers
 from datamodules.metrics import score
-from callbacks.judge_client import JudgeClient, check_judge_url, redact
 from parade_lightning.distributed import gather_rows
 
 JUDGE_TEMPLATE = """Task Introduction

@@ -37,8 +37,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from methods.counting import parameter_budget
-from methods.model_card import render_card
 from methods.input_errors import CheckpointNotFoundError, InputError, NotACheckpointError
+from methods.model_card import render_card
 
 FORMAT = "parade-lightning-adapter"
 VERSION = 2
