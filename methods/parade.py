@@ -20,30 +20,21 @@ Conditioning protocol (how the model learns what the prompt is):
 * generation (:func:`~parade_lightning.generate` enters :meth:`Parade.generating`): the
   prompts' attention mask is checked once on the host; the first forward is the prefill and
   pools the attended prompt tokens, every later forward is a decode step that reuses the
-  prefill's vectors. The forward itself then holds no host sync and no data-dependent
-  branch, so it traces into one graph (``torch.compile``, CUDA graphs) with a static cache.
-  Generation modes with several prompt forwards (Hugging Face's ``prefill_chunk_size``,
-  assisted decoding) are not supported inside a session: only the first would be pooled.
-* a bare call outside :meth:`Parade.generating` and without ``prompt_mask`` falls back to
-  looking at its inputs: no cached tokens means a prefill over the attended tokens (the 2-D
-  ``attention_mask``, checked with a host sync in eager mode), cached tokens mean a decode
-  step. With a static cache that look costs a host sync; use :meth:`Parade.generating`.
+  prefill's vectors: no host sync, no data-dependent branch, one graph with a static cache
+  (``torch.compile``, CUDA graphs). Modes with several prompt forwards (chunked prefill,
+  assisted decoding) are not supported: only the first would be pooled.
+* a bare call outside :meth:`Parade.generating` without ``prompt_mask`` looks at its inputs
+  (a host sync): no cached tokens is a prefill over the attended tokens, else a decode step.
 
-Prefill cost: per layer one down-projection, the pooler as a few (batched) matmuls and
-pointwise ops (no einsum permutes), one ``addmm`` up-projection giving every role's vector,
-and one in-place multiply per hooked projection; the mask is prepared once per forward, not
-per layer. The generators of different layers cannot run as one batched call: each reads the
-hidden state entering its own layer, which the previous layer (already rescaled by its own
-vectors) produces.
+Prefill cost per layer: one down-projection, a few batched matmuls (pooler), one ``addmm``
+(every role's vector), one in-place multiply per hooked projection.
 
-Where the paper is ambiguous, the readings chosen here (alternatives and reasons in
-docs/paper_readings.md): eq. 10's ``c_kᵀ h'_j`` is read as ``c_kᵀ m_{j→k}`` and the pooler's
-widths as ``r`` (:class:`~methods.poolers.CapsulePooler`); PARADE-2's "one iteration step" is
-one routing pass with uniform coupling (:class:`~methods.poolers.RoutingPooler`); "the hidden
-state of the input instruction at the current Transformer layer" is the layer's input, before
-its normalisation (``input="hidden"``; ``"normed"`` is the other reading); the vectors scale
-the projection outputs, before rotary embeddings; at prefill the generator pools every
-attended token (the prompt), in training only the ``prompt_mask`` tokens.
+Readings where the paper is ambiguous (docs/paper_readings.md has the alternatives): eq. 10's
+``c_kᵀ h'_j`` as ``c_kᵀ m_{j→k}``, pooler widths ``r`` (:class:`~methods.poolers.CapsulePooler`);
+PARADE-2's "one iteration step" as one routing pass with uniform coupling
+(:class:`~methods.poolers.RoutingPooler`); the generator reads the layer's input before its
+normalisation (``input="hidden"``; ``"normed"`` is the other reading); vectors scale the
+projection outputs, before rotary embeddings.
 """
 
 from __future__ import annotations
