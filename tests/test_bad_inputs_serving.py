@@ -71,7 +71,7 @@ def test_an_adapter_folder_with_broken_config_json(tenant):
 
 
 def test_an_adapter_folder_with_truncated_weights(tenant):
-    weights = tenant / "adapter.safetensors"
+    weights = tenant / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
     with pytest.raises(ValueError, match=rf"not an adapter weights file: {weights} "
                                          r"\(truncated\?\)"):
