@@ -79,14 +79,24 @@ def missing_local_error(
 
 
 class JsonRows(list):
-    """Rows read from a local file; has the two ``datasets.Dataset`` methods the datamodule
-    uses (``select`` and ``to_list``)."""
+    """Rows read from a local file; has the ``datasets.Dataset`` members the datamodule and
+    its set-up checks use (``select``, ``to_list``, ``column_names``, ``unique``)."""
 
     def select(self, indices) -> JsonRows:
         return JsonRows(self[i] for i in indices)
 
     def to_list(self) -> list[dict[str, Any]]:
         return list(self)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Every top-level field of any row, in first-seen order."""
+        return list(dict.fromkeys(key for row in self for key in row))
+
+    def unique(self, column: str) -> list[Any]:
+        """The distinct values of ``column`` (rows without it are skipped)."""
+        return list(dict.fromkeys(row[column] for row in self if column in row
+                                  and not isinstance(row[column], (list, dict))))
 
 
 def _json_type(value: Any) -> str:

@@ -176,11 +176,16 @@ def check_source(task: TaskSpec, split: str, data: Any, where: str) -> None:
                if isinstance(v, int) and not isinstance(v, bool)}
         label_set = list(range(_prefix(ids)))
         if len(label_set) > len(task.label_words):
+            uncovered = label_set[len(task.label_words):]
+            column = data[task.label_field] if not isinstance(data, list) else \
+                [row.get(task.label_field) for row in data]
+            first = {label: column.index(label) for label in uncovered}
+            rows = ", ".join(f"label {label} first at row {row}" for label, row in first.items())
             raise TaskDefinitionError(
                 f"task {name!r}: {where} has the labels {label_set}, but label_words has "
                 f"{len(task.label_words)} word(s) {list(task.label_words)}; no word for "
-                f"{label_set[len(task.label_words):]}. Add a word per label id to `label_words` "
-                f"{_WHERE}, in id order."
+                f"{uncovered} ({rows}). Add a word per label id to `label_words` "
+                f"{_WHERE}, in id order (or fix those rows if the label is a typo)."
             )
     elif task.response_field is not None and task.response_field not in columns:
         raise TaskDefinitionError(

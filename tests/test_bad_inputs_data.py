@@ -13,7 +13,12 @@ import pytest
 from datamodule_fixtures import make_dm, rte_rows, write_jsonl
 
 from datamodules import RTE
-from datamodules.errors import AllRowsDroppedError, BadRowError, DataSourceError
+from datamodules.errors import (
+    AllRowsDroppedError,
+    BadRowError,
+    DataSourceError,
+    TaskDefinitionError,
+)
 
 pytestmark = pytest.mark.usefixtures("offline_data")
 
@@ -80,7 +85,18 @@ def test_a_cut_gzip_file(tmp_path, tok):
     assert f"could not read {path}: EOFError" in setup_error(tmp_path, tok)
 
 
-@pytest.mark.parametrize("label", [2, -1, 1.5], ids=["too-big", "negative", "fraction"])
+def test_a_label_id_past_the_label_words_names_its_row(tmp_path, tok):
+    """One row with label 2 among 0/1: the task check at set-up (issue 13) reports the label
+    set the words do not cover, and the row that carries the extra label (issue 12)."""
+    rows = rte_rows(6)
+    rows[3]["label"] = 2
+    write_jsonl(tmp_path, "rte", "train", rows)
+    write_jsonl(tmp_path, "rte", "validation", rte_rows(4, "v"))
+    message = setup_error(tmp_path, tok, TaskDefinitionError)
+    assert "has the labels [0, 1, 2]" in message and "label 2 first at row 3" in message
+
+
+@pytest.mark.parametrize("label", [-1, 1.5], ids=["negative", "fraction"])
 def test_label_outside_the_verbaliser_names_the_row(tmp_path, tok, label):
     rows = rte_rows(6)
     rows[3]["label"] = label
