@@ -44,7 +44,7 @@ def parade(work: Path, *args: str, kind: str | None = None) -> int:
 
 
 def last(work: Path) -> Path:
-    return work / "runs" / "parade" / "version_0" / "checkpoints" / "last.ckpt"
+    return work / "runs" / "parade" / "rte" / "version_0" / "checkpoints" / "last.ckpt"
 
 
 def case(name: str, kind: str, reference: dict, base: Path) -> list[str]:

@@ -54,11 +54,11 @@ def test_ddp_fit_test_and_mid_epoch_resume(tmp_path):
     args = cli_args(straight, *DDP, "--trainer.max_steps", "7", "--test_after_fit", "true")
     done = fit(straight, args)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = straight / "runs" / "parade" / "version_0"
+    run = straight / "runs" / "parade" / "rte" / "version_0"
     metrics = json.loads((run / "metrics.json").read_text())
     rows = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
     assert metrics["num_examples"] == 6 and [r["index"] for r in rows] == list(range(6))
-    assert not list(straight.glob("runs/parade/version_1"))  # one run folder, written once
+    assert not list(straight.glob("runs/parade/rte/version_1"))  # one run folder, written once
     reference = batches(straight, "record")
     # each process trains its own share; together they cover the epoch once
     epoch0 = sorted(i for step in range(3) for rank in (0, 1) for i in reference[(rank, step)])
@@ -67,7 +67,7 @@ def test_ddp_fit_test_and_mid_epoch_resume(tmp_path):
     crashed = tmp_path / "crashed"
     args = cli_args(crashed, *DDP, "--trainer.max_steps", "7", "--test_after_fit", "false")
     assert fit(crashed, args, crash_step=5).returncode != 0  # last.ckpt: step 4, mid-epoch 1
-    ckpt = crashed / "runs" / "parade" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = crashed / "runs" / "parade" / "rte" / "version_0" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(ckpt)["global_step"] == 4
     done = fit(crashed, [*args, "--ckpt_path", "last"])
     assert done.returncode == 0, done.stderr[-3000:]
