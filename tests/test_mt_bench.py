@@ -112,8 +112,9 @@ def test_rouge_l_against_reference_answers_next_to_judge_scores(tmp_path, judge_
     other.write_text("\n".join(json.dumps({"question_id": q, "answer": a})
                                for q, a in ((81, "It is Paris."), (82, "5"))))
     out = tmp_path / "out"
-    MTBenchWriter(output_dir=str(out), compare_with=str(other), judge_url=url, timeout=5,
-                  references=str(refs)).write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
+    writer = MTBenchWriter(output_dir=str(out), compare_with=str(other), judge_url=url,
+                           timeout=5, references=str(refs), allow_insecure_local=True)
+    writer.write_on_epoch_end(FakeTrainer(), None, PREDICTIONS, [])
     rouge = json.loads((out / "rouge_l.json").read_text())
     assert rouge["rouge_l"] == 1.0 and rouge["scored"] == 1  # "Paris." == the reference
     assert rouge["unscored_question_ids"] == [82]  # no reference for question 82
