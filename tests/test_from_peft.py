@@ -12,9 +12,8 @@ import torch
 import yaml
 from peft import PeftModelForCausalLM
 from test_cli import cli_args, scalars
-from test_lit_module import ToyData, trainer
+from test_lit_module import ToyData, fit_toy, trainer
 
-from datamodules.collate import Collator
 from methods import FromPeft
 from methods.adapter_files import load_adapter, save_adapter
 from methods.backbones import load_backbone
@@ -44,15 +43,8 @@ def test_fit_lowers_loss_and_adapter_round_trips(tmp_path, name):
     torch.manual_seed(0)
     method = method_from_config(SMALL[name].to_config())  # a fresh one, as a config builds it
     module = PeftLitModule("tiny-llama", method=method, lr=3e-2, warmup_ratio=0.0, num_beams=1)
-    data = ToyData()
-    batch = Collator(data.tok.pad_token_id)(data.rows)
+    t, data, batch, before, after = fit_toy(tmp_path, module)
     with torch.no_grad():
-        before = module(batch).loss.item()
-    t = trainer(tmp_path, max_steps=12)
-    t.fit(module, datamodule=data)
-    module.eval()
-    with torch.no_grad():
-        after = module(batch).loss.item()
         logits = module(batch).logits
     assert after < before
     path = tmp_path / "adapter.ckpt"

@@ -56,18 +56,26 @@ def trainer(tmp_path, **kwargs) -> L.Trainer:
     return L.Trainer(**{**defaults, **kwargs})
 
 
-@pytest.mark.parametrize("method", [Parade(), LoRA(r=2), IA3()], ids=["parade", "lora", "ia3"])
-def test_fit_lowers_loss_and_checkpoint_holds_adapter_only(tmp_path, method):
-    torch.manual_seed(0)
-    module = PeftLitModule("tiny-llama", method=method, lr=3e-2, warmup_ratio=0.0)
+def fit_toy(tmp_path, module: PeftLitModule, max_steps: int = 12):
+    """Fit ``module`` on :class:`ToyData`; ``(trainer, data, batch, loss before, loss after)``
+    with the losses on the whole toy set."""
     data = ToyData()
     batch = Collator(data.tok.pad_token_id)(data.rows)
     with torch.no_grad():
         before = module(batch).loss.item()
-    t = trainer(tmp_path, max_steps=12)
+    t = trainer(tmp_path, max_steps=max_steps)
     t.fit(module, datamodule=data)
+    module.eval()
     with torch.no_grad():
         after = module(batch).loss.item()
+    return t, data, batch, before, after
+
+
+@pytest.mark.parametrize("method", [Parade(), LoRA(r=2), IA3()], ids=["parade", "lora", "ia3"])
+def test_fit_lowers_loss_and_checkpoint_holds_adapter_only(tmp_path, method):
+    torch.manual_seed(0)
+    module = PeftLitModule("tiny-llama", method=method, lr=3e-2, warmup_ratio=0.0)
+    t, data, batch, before, after = fit_toy(tmp_path, module)
     assert after < before
     path = tmp_path / "adapter.ckpt"
     t.save_checkpoint(path)

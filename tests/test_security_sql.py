@@ -25,6 +25,16 @@ BLOB_SORT = (
 )
 
 
+def bound_tripped(sql: str, match: str, max_seconds: float) -> None:
+    """``sql`` on a fresh sandboxed connection trips a bound whose message matches."""
+    conn = open_wikisql_database(TABLE)
+    try:
+        with pytest.raises(QueryBoundExceeded, match=match):
+            execute_bounded(conn, sql, max_steps=10**12, max_seconds=max_seconds)
+    finally:
+        conn.close()
+
+
 def test_blob_sort_trips_the_memory_bound_and_never_spills_to_disk():
     conn = open_wikisql_database(TABLE)
     conn.set_authorizer(None)  # only to read the settings back
@@ -32,12 +42,7 @@ def test_blob_sort_trips_the_memory_bound_and_never_spills_to_disk():
     assert conn.execute("PRAGMA temp.max_page_count").fetchone()[0] <= 4096
     conn.close()
     # a disk spill would not run out of SQLite heap: the sort stayed in (bounded) memory
-    conn = open_wikisql_database(TABLE)
-    try:
-        with pytest.raises(QueryBoundExceeded, match="out of memory"):
-            execute_bounded(conn, BLOB_SORT, max_steps=10**12, max_seconds=600)
-    finally:
-        conn.close()
+    bound_tripped(BLOB_SORT, "out of memory", max_seconds=600)
     with pytest.raises(QueryBoundExceeded):  # with the default bounds: memory or time
         run_wikisql_query(BLOB_SORT, TABLE)
     # the process-wide heap limit is restored after every query
@@ -48,12 +53,7 @@ def test_blob_sort_trips_the_memory_bound_and_never_spills_to_disk():
 
 def test_wall_clock_deadline_stops_a_query():
     endless = ENDLESS
-    conn = open_wikisql_database(TABLE)
-    try:
-        with pytest.raises(QueryBoundExceeded, match="interrupted"):
-            execute_bounded(conn, endless, max_steps=10**12, max_seconds=0.2)
-    finally:
-        conn.close()
+    bound_tripped(endless, "interrupted", max_seconds=0.2)
 
 
 def test_tripped_bounds_score_zero_and_are_counted_in_extras():
