@@ -92,7 +92,8 @@ class ParadeCLI(LightningCLI):
             method_from_config({"class_path": method.class_path,
                                 "init_args": init.as_dict() if init is not None else {}})
         run_report.share_generation_length(config if self.subcommand else self.config)
-        self._default_logger_name(config if self.subcommand else self.config)
+        if not self.subcommand:  # with a subcommand, `_parse_ckpt_path` named it already
+            self._default_logger_name(self.config)
 
     def _default_logger_name(self, config) -> None:
         """A TensorBoard logger with ``name: null`` logs to ``<save_dir>/<method>/<task>``."""

@@ -25,6 +25,8 @@ def first_run(tmp_path):
 def test_parade_fit_uses_the_atomic_checkpoint_io(tmp_path):
     cli = build_cli(cli_args(tmp_path), run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    # with or without a subcommand, a logger with `name: null` logs under <method>/<task>
+    assert cli.trainer.logger.name == "parade/rte"
 
 
 def test_changed_lr_and_rank_with_last_are_refused_in_one_message(first_run):

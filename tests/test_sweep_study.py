@@ -103,3 +103,23 @@ def test_study_sweeps_ship_and_plan():
     for name in ("quality_sst2", "quality_e2e", "quality_squad", "quality_ablation_sst2"):
         runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
         assert len(study.selection_indices(runs, 1)) in (10, 12), name
+
+
+def test_dev_curves_are_read_once_per_state_of_the_event_files(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with SummaryWriter(str(run_dir)) as writer:
+        writer.add_scalar("val/loss", 0.9, 10)
+    reads = []
+    real = study.EventAccumulator
+    monkeypatch.setattr(study, "EventAccumulator",
+                        lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    study._read_curves.cache_clear()
+    first = study.curves(run_dir)
+    first["val/loss"].append((99, 0.0))  # a caller's edit does not reach the cache
+    assert study.curves(run_dir) == {"val/loss": [(10, 0.8999999761581421)]}
+    assert len(reads) == 1
+    with SummaryWriter(str(run_dir)) as writer:  # the run writes on: read again
+        writer.add_scalar("val/loss", 0.5, 20)
+    assert [s for s, _ in study.curves(run_dir)["val/loss"]] == [10, 20]
+    assert len(reads) == 3  # both event files once more

@@ -15,6 +15,7 @@ difference is called only when its 95 % interval excludes zero.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +33,26 @@ _FIXED = ("task", "method", "seed")
 
 
 def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """The run's TensorBoard scalars ``val/*`` and ``train/loss``: tag -> [(step, value)]."""
+    """The run's TensorBoard scalars ``val/*`` and ``train/loss``: tag -> [(step, value)].
+
+    Read once per state of the event files (a report asks for the same run several times;
+    a run that is still writing its files is read again)."""
+    files = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
+                  for f in sorted(run_dir.glob("events.out.tfevents.*")))
+    return {tag: list(values) for tag, values in _read_curves(files).items()}
+
+
+@functools.lru_cache(maxsize=512)
+def _read_curves(files: tuple[tuple[str, int, int], ...]
+                 ) -> dict[str, tuple[tuple[int, float], ...]]:
     out: dict[str, list[tuple[int, float]]] = {}
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    for events, _, _ in files:
+        acc = EventAccumulator(events, size_guidance={"scalars": 0})
         acc.Reload()
         for tag in acc.Tags().get("scalars", []):
             if tag.startswith("val/") or tag == "train/loss":
                 out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return {tag: sorted(dict(values).items()) for tag, values in out.items()}
+    return {tag: tuple(sorted(dict(values).items())) for tag, values in out.items()}
 
 
 @dataclass
