@@ -83,6 +83,22 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert "| rte | parade | 100 | 0.001 | 70.0 | 75.0 | 75.0–75.0 | 2 | 4 |" in table
     assert "| rte | zero_shot | 100 | – |" in table
     assert "parade − lora" in table and files["figure"].is_file()
+    # the rate selection with each run's dev-loss curve: was it flat at the end?
+    assert "| rte | parade | 0.001 | yes | 70.0 | 0.7000 (20) | 10:0.9000 20:0.7000 30:0.8000 |" \
+        in table
+    assert "| rte | lora | 0.001 |  | 55.0 | 0.9000 (10) | 10:0.9000 |" in table
+    assert rows[0]["dev_loss_curve"].startswith("10:")
+
+
+def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):
+    runs = expand(load_sweep(write_sweep(tmp_path, axes=AXES)))
+    first = runs[study.selection_indices(runs, seed=1)[0]]
+    fake_finished(first, [1, 0, 1, 1], FAKE[("parade", 0.001)][0])
+    files = study_report.write(runs, tmp_path / "report")
+    table = files["table"].read_text()
+    assert "phase 1 not finished" in table and "| rte | parade | 0.001 |  | 70.0 |" in table
+    assert "test median" not in table  # no rate is chosen yet: no headline table
+    assert len(list(csv.DictReader(files["runs"].open()))) == 1 and files["figure"].is_file()
 
 
 def test_paired_bootstrap_calls_only_clear_differences():

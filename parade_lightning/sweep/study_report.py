@@ -21,7 +21,8 @@ from parade_lightning.sweep.plan import Run
 
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "phase", "chosen", "steps",
                 "trainable_parameters", "metric", "dev_score", "dev_loss", "dev_step",
-                "last_eval_step", "test_score", "test_rows", "wall_seconds", "run_id"]
+                "last_eval_step", "dev_loss_curve", "test_score", "test_rows", "wall_seconds",
+                "run_id"]
 
 
 def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
@@ -29,6 +30,7 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
     if metrics is None:
         return None
     dev = study.dev_score(run.run_dir, metrics["metric"])
+    losses = study.curves(run.run_dir).get("val/loss", [])
     status = st.read_json(run.run_dir / st.RUN_STATUS) or {}
     key = (run.labels["task"], run.labels["method"])
     choice = choices.get(key)
@@ -40,7 +42,9 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
         "steps": metrics.get("global_step"),
         "trainable_parameters": metrics.get("trainable_parameters"),
         "metric": metrics["metric"], "dev_score": dev.score, "dev_loss": dev.loss,
-        "dev_step": dev.step, "last_eval_step": dev.last_step, "test_score": metrics["value"],
+        "dev_step": dev.step, "last_eval_step": dev.last_step,
+        "dev_loss_curve": " ".join(f"{step}:{loss:.4f}" for step, loss in losses),
+        "test_score": metrics["value"],
         "test_rows": metrics.get("num_examples"), "wall_seconds": status.get("elapsed_s"),
         "run_id": run.run_id,
     }
@@ -80,9 +84,13 @@ def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
 
 
 def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str, Any]]) -> str:
-    lines = ["| task | method | trainable | lr (chosen on dev) | dev score (seed of choice) | "
-             "test median ×100 | test min–max | seeds | rows |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """The headline table (chosen rates, test over seeds), the comparisons, and the rate
+    selection on dev with each run's dev-loss curve (whether the loss had flattened)."""
+    lines = []
+    if choices:
+        lines += ["| task | method | trainable | lr (chosen on dev) | dev score (seed of choice) "
+                  "| test median ×100 | test min–max | seeds | rows |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (task, method), choice in choices.items():
         cell = [r for r in rows if r["task"] == task and r["method"] == method and r["chosen"]]
         if not cell:
@@ -101,33 +109,62 @@ def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str,
                 if c["called"] else "no (interval includes 0)"
             lines.append(f"| {c['task']} | {c['a']} − {c['b']} | {_fmt(c['difference'])} | "
                          f"[{_fmt(c['low'])}, {_fmt(c['high'])}] | {verdict} |")
-    return "\n".join(lines) + "\n"
+    lines += _selection_lines(rows, choices)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
+    """Phase 1: every trained (task, method, lr) with the selection seed, on dev."""
+    picked = sorted((r for r in rows if r["phase"] == "selection" and r["steps"]),
+                    key=lambda r: (r["task"], r["method"], r["lr"]))
+    if not picked:
+        return []
+    lines = ["", "Rate selection on dev (selection seed; the tested checkpoint is the one with "
+             "the lowest dev loss)" + ("" if choices else ", phase 1 not finished") + ":", "",
+             "| task | method | lr | chosen | dev score ×100 | lowest dev loss (step) | "
+             "dev loss at each evaluation (step:loss) |", "|---|---|---:|---|---:|---:|---|"]
+    for r in picked:
+        loss = "–" if r["dev_loss"] is None else f"{r['dev_loss']:.4f} ({r['dev_step']})"
+        lines.append(f"| {r['task']} | {r['method']} | {r['lr']:g} | "
+                     f"{'yes' if r['chosen'] else ''} | {_fmt(r['dev_score'])} | {loss} | "
+                     f"{r['dev_loss_curve'] or '–'} |")
+    return lines
 
 
 def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_seed: int) -> bool:
-    """Dev score curves of every chosen configuration (selection seed), one panel per task."""
+    """One row of panels per task: the dev score of every chosen configuration (selection
+    seed), and the dev loss of every selection run (has it flattened?)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_id = {r.run_id: r for r in runs}
-    chosen = [r for r in rows if r["chosen"] and r["seed"] == selection_seed and r["steps"]]
-    tasks = list(dict.fromkeys(r["task"] for r in chosen))
+    trained = [r for r in rows if r["seed"] == selection_seed and r["steps"]]
+    tasks = list(dict.fromkeys(r["task"] for r in trained))
     if not tasks:
         return False
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for r in (r for r in chosen if r["task"] == task):
-            curve = study.curves(by_id[r["run_id"]].run_dir).get(f"val/{r['metric']}", [])
-            if curve:
-                ax.plot(*zip(*curve, strict=True), marker="o", label=f"{r['method']} "
-                        f"(lr {r['lr']:g})")
-        ax.set_title(f"{task}: dev {chosen[0]['metric']} (seed {selection_seed})")
-        ax.set_xlabel("optimisation step")
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.8 * len(tasks)), squeeze=False)
+    for (score_ax, loss_ax), task in zip(axes, tasks, strict=True):
+        mine = [r for r in trained if r["task"] == task]
+        for r in mine:
+            tags = study.curves(by_id[r["run_id"]].run_dir)
+            label = f"{r['method']} (lr {r['lr']:g})"
+            if r["chosen"] and tags.get(f"val/{r['metric']}"):
+                score_ax.plot(*zip(*tags[f"val/{r['metric']}"], strict=True), marker="o",
+                              label=label)
+            if tags.get("val/loss"):
+                loss_ax.plot(*zip(*tags["val/loss"], strict=True), marker=".", label=label,
+                             linestyle="-" if r["chosen"] else ":")
+        score_ax.set_title(f"{task}: dev {mine[0]['metric']}, chosen rates (seed "
+                           f"{selection_seed})")
+        loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid)")
+        for ax in (score_ax, loss_ax):
+            ax.set_xlabel("optimisation step")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
