@@ -32,6 +32,21 @@ def test_dtype_names():
         backbones.resolve_dtype("float8")
 
 
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-gpt-neox"])
+def test_attention_kernel_is_a_choice_with_the_same_attention(name):
+    ids, attention, _ = toy_batch()  # with padding: the masks must agree too
+    default, _ = load_backbone(name)
+    eager, _ = load_backbone(name, attn_implementation="eager")
+    assert default.config._attn_implementation == "sdpa"
+    assert eager.config._attn_implementation == "eager"
+    real = attention.bool()  # padded query rows attend to nothing: kernels differ there only
+    torch.testing.assert_close(eager(input_ids=ids, attention_mask=attention).logits[real],
+                               default(input_ids=ids, attention_mask=attention).logits[real],
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="attn_implementation='flashy'"):
+        load_backbone(name, attn_implementation="flashy")
+
+
 def test_unknown_model_type_lists_supported():
     model = BertLMHeadModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                        intermediate_size=32, is_decoder=True))

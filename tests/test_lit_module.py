@@ -148,3 +148,19 @@ def test_bad_inputs_are_clear():
         PeftLitModule("tiny-gpt2", method=LoRA(targets=("g",)))
     with pytest.raises(ValueError, match="scheduler"):
         PeftLitModule("tiny-llama", scheduler="cosine")
+
+
+def test_eager_attention_trains_the_same_model(tmp_path):
+    """``attn_implementation`` changes the kernel, not the arithmetic: the same seed gives
+    the same losses before and after a short fit (up to rounding), and checkpoints keep it."""
+    results = {}
+    for kernel in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        module = PeftLitModule("tiny-llama", method=Parade(), lr=1e-2, attn_implementation=kernel)
+        assert module.model.config._attn_implementation == kernel
+        assert module.hparams["attn_implementation"] == kernel
+        L.seed_everything(0)
+        _, _, _, before, after = fit_toy(tmp_path / kernel, module, max_steps=4)
+        results[kernel] = (before, after)
+    assert results["eager"][1] < results["eager"][0]
+    torch.testing.assert_close(results["eager"], results["sdpa"], rtol=1e-4, atol=1e-5)
