@@ -19,6 +19,14 @@ the epoch from its first batch on resume); every process trains the same number 
 so the one saved position is each process's. A resume with another number of processes
 continues after as many examples as were trained in total (not the same rows, since the
 shares differ).
+
+With ``lengths`` the order is grouped by length (``data.group_by_length``, the Hugging Face
+Trainer's option of that name): the seeded permutation is cut into windows of
+``megabatch`` global batches, each window is sorted by length and cut into global batches
+(``batch_size`` × processes examples), and those batches are shuffled within the window (seeded
+too). Each window keeps the rows the plain order has there, so the first ``k`` windows train on
+exactly the rows they would without grouping; a batch's rows have similar lengths, so far less
+of it is padding. The order is still a function of ``(seed, epoch)``, so resuming is unchanged.
 """
 
 from __future__ import annotations
@@ -61,10 +69,17 @@ class EpochShuffleSampler(DistributedSampler):
         rank: this process's share (``order[rank::num_replicas]``, see the module docstring).
     """
 
-    def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0,
+                 lengths: list[int] | None = None, batch_size: int = 1,
+                 megabatch: int = 50) -> None:
         super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=False,
                          seed=seed)
+        if lengths is not None and len(lengths) != size:
+            raise ValueError(f"lengths has {len(lengths)} entries for {size} examples")
         self.size, self.seed, self.epoch = size, seed, 0
+        self.lengths = lengths
+        self.group = batch_size * num_replicas  # one global batch: every process's batch i
+        self.window = megabatch * self.group
         self.share = math.ceil(size / num_replicas) if size else 0  # examples per process
         self._resume: tuple[int, int] | None = None  # (epoch, first position in the share)
 
@@ -80,7 +95,16 @@ class EpochShuffleSampler(DistributedSampler):
     def order(self, epoch: int) -> list[int]:
         """The whole epoch's order (every process's share interleaved)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.lengths is None:
+            return order
+        grouped: list[int] = []
+        for start in range(0, len(order), self.window):
+            window = sorted(order[start:start + self.window], key=lambda i: -self.lengths[i])
+            batches = [window[i:i + self.group] for i in range(0, len(window), self.group)]
+            for k in torch.randperm(len(batches), generator=generator).tolist():
+                grouped += batches[k]
+        return grouped
 
     def shard(self, epoch: int) -> list[int]:
         """This process's share of the epoch, padded by repeating the order's head."""

@@ -67,6 +67,10 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             ``~/.cache/parade_lightning/datamodules``); local json is also prepared there.
         use_cache: read/write the tokenised-split cache.
         max_new_tokens: override of the task's generation length.
+        group_by_length: train batches of similar length (as the Hugging Face Trainer's option
+            of that name; see :mod:`datamodules.resume`): the same rows per window of 50
+            batches, far less padding. Measured on SQuAD rows at ``max_length`` 384: a batch of
+            8 pads to ~381 tokens at random and to about its rows' median (~191) grouped.
     """
 
     registry: ClassVar[dict[str, type[TaskDataModule]]] = {}
@@ -100,6 +104,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         cache_dir: str | None = None,
         use_cache: bool = True,
         max_new_tokens: int | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if not self.task:
@@ -322,8 +327,7 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         loader = (ResumableDataLoader if train else DataLoader)(
             ExampleDataset(examples),
             batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
-            sampler=EpochShuffleSampler(len(examples), self.hparams.seed, *process_share())
-            if train else None,
+            sampler=self._train_sampler(examples) if train else None,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=Collator(pad_id(self.tokenizer), self.hparams.padding_side, prompt_only),
@@ -332,6 +336,12 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
             loader.position = self._train_position
             loader.load_state_dict(self._train_resume)
         return loader
+
+    def _train_sampler(self, examples: list[dict[str, Any]]) -> EpochShuffleSampler:
+        lengths = [len(e["prompt_ids"]) + len(e["response_ids"]) for e in examples] \
+            if self.hparams.group_by_length else None
+        return EpochShuffleSampler(len(examples), self.hparams.seed, *process_share(),
+                                   lengths=lengths, batch_size=self.hparams.batch_size)
 
     def _train_position(self) -> tuple[int, int] | None:
         """(epoch, batches trained in it) of the attached trainer, for mid-epoch resumes."""

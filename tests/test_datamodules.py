@@ -287,6 +287,38 @@ def test_epoch_shuffle_sampler_resumes_mid_epoch():
     assert list(sampler) == first
 
 
+def test_length_grouped_order_keeps_each_windows_rows_and_resumes():
+    lengths = [(i * 37) % 101 for i in range(230)]
+    plain = EpochShuffleSampler(230, seed=5)
+    grouped = EpochShuffleSampler(230, seed=5, lengths=lengths, batch_size=4, megabatch=10)
+    order, base = grouped.order(2), plain.order(2)
+    for start in range(0, 230, 40):  # windows of 10 batches of 4: the same rows as the plain order
+        assert sorted(order[start:start + 40]) == sorted(base[start:start + 40])
+    batches = [order[i:i + 4] for i in range(0, 228, 4)]
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    random_spread = [max(lengths[i] for i in base[j:j + 4]) - min(lengths[i] for i in base[j:j + 4])
+                     for j in range(0, 228, 4)]
+    assert sum(spread) * 5 < sum(random_spread)  # similar lengths together
+    assert order[:40] != sorted(order[:40], key=lambda i: -lengths[i])  # batches shuffled
+    assert grouped.order(2) == order and grouped.order(3) != order  # (seed, epoch) decide
+    grouped.set_epoch(2)
+    grouped.resume_at(2, 9)
+    assert list(grouped) == order[9:]
+    with pytest.raises(ValueError, match="lengths has 3 entries for 230 examples"):
+        EpochShuffleSampler(230, seed=5, lengths=[1, 2, 3])
+
+
+def test_group_by_length_pads_train_batches_less(rte_dir, tok):
+    widths = {}
+    for grouped in (False, True):
+        dm = make_dm(RTE, rte_dir, tok, batch_size=2, group_by_length=grouped)
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        widths[grouped] = sum(b["input_ids"].numel() for b in batches)
+        assert sorted(i for b in batches for i in b["index"]) == list(range(len(dm._load("train"))))
+    assert widths[True] < widths[False]
+
+
 def test_train_loader_state_round_trip(rte_dir, tok):
     dm = make_dm(RTE, rte_dir, tok, batch_size=2)
     dm.setup("fit")

@@ -88,6 +88,13 @@ def test_the_shuffle_sampler_shards_and_lightning_keeps_it():
     odd = [EpochShuffleSampler(5, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
     drawn = list(odd[0]) + list(odd[1])  # padded like DistributedSampler: one row twice
     assert [len(s) for s in odd] == [3, 3] and len(drawn) == 6 and set(drawn) == set(range(5))
+    lengths = list(range(10))  # grouped by length: each step's batches share one group
+    grouped = [EpochShuffleSampler(10, seed=3, num_replicas=2, rank=r, lengths=lengths,
+                                   batch_size=2) for r in (0, 1)]
+    whole = grouped[0].order(0)
+    for step in range(2):
+        rows = [i for g in grouped for i in list(g)[2 * step:2 * step + 2]]
+        assert sorted(rows) == sorted(whole[4 * step:4 * step + 4])
     shards[1].resume_at(1, 2)  # two examples of this process's share already trained
     assert list(shards[1]) == order[1::2][2:]
     trainer = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", logger=False)
