@@ -69,8 +69,8 @@ class TaskDataModule(TaskSpec, L.LightningDataModule):
         max_new_tokens: override of the task's generation length.
         group_by_length: train batches of similar length (as the Hugging Face Trainer's option
             of that name; see :mod:`datamodules.resume`): the same rows per window of 50
-            batches, far less padding. Measured on SQuAD rows at ``max_length`` 384: a batch of
-            8 pads to ~381 tokens at random and to about its rows' median (~191) grouped.
+            batches, far less padding. Measured on 240 batches of 8 at ``max_length`` 384:
+            SQuAD pads to 318 tokens on average at random and to 205 grouped (SST-2 70 -> 54).
     """
 
     registry: ClassVar[dict[str, type[TaskDataModule]]] = {}
