@@ -37,8 +37,8 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     Read once per state of the event files (a report asks for the same run several times;
     a run that is still writing its files is read again)."""
-    files = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
-                  for f in sorted(run_dir.glob("events.out.tfevents.*")))
+    stats = [(f, f.stat()) for f in sorted(run_dir.glob("events.out.tfevents.*"))]
+    files = tuple((str(f), info.st_mtime_ns, info.st_size) for f, info in stats)
     return {tag: list(values) for tag, values in _read_curves(files).items()}
 
 
