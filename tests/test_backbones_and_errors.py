@@ -47,6 +47,15 @@ def test_attention_kernel_is_a_choice_with_the_same_attention(name):
         load_backbone(name, attn_implementation="flashy")
 
 
+def test_attention_switch_that_does_not_take_is_an_error(monkeypatch):
+    """A model whose ``set_attn_implementation`` returns without switching (custom code)
+    must not train silently on the old kernel."""
+    model, _ = tiny("tiny-llama")
+    monkeypatch.setattr(model, "set_attn_implementation", lambda implementation: None)
+    with pytest.raises(ValueError, match=r"attn_implementation='eager'.*cannot switch.*'sdpa'"):
+        backbones.set_attention(model, "eager")
+
+
 def test_unknown_model_type_lists_supported():
     model = BertLMHeadModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                        intermediate_size=32, is_decoder=True))
