@@ -20,6 +20,11 @@ Precisions (adapters always stay fp32, as :meth:`PeftMethod.attach` makes them):
 * ``bf16-weights``: bf16 backbone weights under the same autocast
   (``PeftLitModule(backbone_dtype="bfloat16")`` with ``bf16-mixed``).
 
+Attention kernels (``--attention``, e.g. ``sdpa eager``): every row is also run with each kernel
+(:func:`methods.backbones.set_attention` on the row's copy; default: the backbone's own, which is
+transformers' ``sdpa``). On a CPU ``eager`` trains short rows faster (the quality study's
+"Cost" table, ``docs/results/quality/README.md``, reproduced by the example below).
+
 Per precision, every row is built (sharing the backbone weights) and warmed up (``--warmup``
 steps; the first one's peak memory is the row's, as in inference.py), then ``--repeats``
 rounds time one step of every row, in a rotating order so that background-load drifts hit all
@@ -30,6 +35,8 @@ Examples::
 
     python benchmarks/training.py --repeats 3          # SmolLM2, fp32 and bf16-mixed
     python benchmarks/training.py --quick              # tiny model, seconds
+    python benchmarks/training.py --methods parade --precisions bf16-mixed bf16-weights \
+        --attention sdpa eager --seq-len 74 --prompt-len 70 --threads 1   # SST-2-sized rows
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ from benchmarks.common import (  # noqa: E402
     warm_up,
 )
 from methods import IA3, LoRA, PaperIA3, Parade, PeftMethod  # noqa: E402
+from methods.backbones import set_attention  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
 
 METHODS: dict[str, tuple[str, Callable[[], PeftMethod] | None]] = {
@@ -156,19 +164,23 @@ def run_precision(
     weights, autocast = PRECISIONS[precision]
     batch = make_batch(backbone.get_input_embeddings().weight.shape[0], args, device)
     rows, steps = [], []
-    for key in args.methods:
-        label, factory = METHODS[key]
-        model = shared_copy(backbone)
-        if factory is not None:
-            torch.manual_seed(0)
-            factory().attach(model)
-            perturb_adapters(model, args.noise, seed=0)
-        model.train()  # as PeftLitModule: backbone dropout (if any) active
-        steps.append(make_step(model, batch, autocast, device))
-        rows.append({"row": key, "label": label, "precision": precision,
-                     "backbone_dtype": weights,
-                     "autocast": str(autocast).removeprefix("torch.") if autocast else None,
-                     "adapter_parameters": count_adapter_parameters(model)})
+    for attention in args.attention or [None]:
+        for key in args.methods:
+            label, factory = METHODS[key]
+            model = shared_copy(backbone)  # its own config: the kernel is set per copy
+            if attention is not None:
+                set_attention(model, attention)
+            if factory is not None:
+                torch.manual_seed(0)
+                factory().attach(model)
+                perturb_adapters(model, args.noise, seed=0)
+            model.train()  # as PeftLitModule: backbone dropout (if any) active
+            steps.append(make_step(model, batch, autocast, device))
+            rows.append({"row": key, "label": label, "precision": precision,
+                         "attention": model.config._attn_implementation,
+                         "backbone_dtype": weights,
+                         "autocast": str(autocast).removeprefix("torch.") if autocast else None,
+                         "adapter_parameters": count_adapter_parameters(model)})
     for row, step in zip(rows, steps, strict=True):  # the first warm-up step measures memory
         row["memory"] = warm_up(step, device, args.warmup)
     samples: list[list[dict[str, float]]] = [[] for _ in rows]
@@ -177,7 +189,8 @@ def run_precision(
     for row, got in zip(rows, samples, strict=True):
         row.update({k: summarize([s[k] for s in got]) for k in ("step_s", *PHASES)})
         row["samples"] = {"step_s": [round(s["step_s"], 5) for s in got]}
-        print(f"  {precision:12s} {row['label']:46s} step {fmt(row['step_s'], 3)} s", flush=True)
+        print(f"  {precision:12s} {row['attention']:6s} {row['label']:46s} "
+              f"step {fmt(row['step_s'], 3)} s", flush=True)
     return rows
 
 
@@ -202,20 +215,22 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> list[dict[s
 
 
 def evaluate_goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """PARADE's step ≤ 1.15 × IA3's (each IA3 row) and ≤ LoRA's, per precision."""
+    """PARADE's step ≤ 1.15 × IA3's (each IA3 row) and ≤ LoRA's, per precision and kernel."""
     goals = []
     for r in rows:
         if r["row"] != "parade":
             continue
         for other, limit, name in (("ia3", 1.15, "IA3 (k v d)"),
                                    ("ia3-paper", 1.15, "IA3 paper"), ("lora", 1.0, "LoRA")):
-            peer = next((o for o in rows if o["row"] == other
-                         and o["precision"] == r["precision"]), None)
+            peer = next((o for o in rows if o["row"] == other and o["precision"] ==
+                         r["precision"] and o["attention"] == r["attention"]), None)
             if peer is None:
                 continue
             ratio = paired_ratio(r, peer, "step_s")  # same-round steps, see common.py
+            where = r["precision"] if len({o["attention"] for o in rows}) == 1 else \
+                f"{r['precision']}, {r['attention']}"
             goals.append(goal(f"PARADE step time ≤ {limit} × {name}", ratio, limit,
-                              ratio <= limit, r["precision"]))
+                              ratio <= limit, where))
     return goals
 
 
@@ -233,14 +248,15 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"the rest); AdamW over the adapter parameters; median of {s['repeats']} steps after "
         f"{s['warmup']} warm-up (min–max). The backbone row is forward + backward to the input "
         "embeddings (nothing to optimise). See benchmarks/README.md.", "",
-        f"| precision | row | step s | forward s | backward s | optimizer s | {mem_head} | "
-        "params |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| precision | attention | row | step s | forward s | backward s | optimizer s | "
+        f"{mem_head} | params |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mem = r["memory"]
         lines.append(
-            f"| {r['precision']} | {r['label']} | {fmt(r['step_s'], 3)} | "
+            f"| {r['precision']} | {r.get('attention', '')} | {r['label']} | "
+            f"{fmt(r['step_s'], 3)} | "
             f"{r['forward_s']['median']:.3f} | {r['backward_s']['median']:.3f} | "
             f"{r['optimizer_s']['median']:.4f} | {mem['peak_mib']:.0f} ({mem['delta_mib']:+.0f})"
             f" | {r['adapter_parameters']:,} |")
@@ -257,6 +273,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16-mixed"],
                    choices=list(PRECISIONS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--attention", nargs="+", metavar="KERNEL",
+                   help="attention kernels to time each row with (eager, sdpa, ...; default: "
+                        "the backbone's own)")
     p.add_argument("--repeats", type=int, help="timed steps per row (default 5 CPU, 20 GPU)")
     p.add_argument("--warmup", type=int)
     args = p.parse_args(argv)

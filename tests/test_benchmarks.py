@@ -88,10 +88,27 @@ def test_training_quick(tmp_path: Path) -> None:
             check_stat(r[metric], s["repeats"])
         assert (r["adapter_parameters"] == 0) == (r["row"] == "backbone")
         assert len(r["samples"]["step_s"]) == s["repeats"]
+    assert {r["attention"] for r in payload["rows"]} == {"sdpa"}  # the backbone's own
     md_rows = table_rows(md.split("## Goals")[0])
-    assert [(x[0], x[1]) for x in md_rows] == [(r["precision"], r["label"])
-                                               for r in payload["rows"]]
+    assert [(x[0], x[1], x[2]) for x in md_rows] == [(r["precision"], "sdpa", r["label"])
+                                                     for r in payload["rows"]]
     assert len(payload["goals"]) == 3 * len(s["precisions"])
+
+
+def test_training_attention_axis(tmp_path: Path) -> None:
+    """``--attention`` times every row with each kernel; goals compare within a kernel."""
+    out = tmp_path / "training.json"
+    payload = training.main(["--quick", "--device", "cpu", "--out", str(out), "--precisions",
+                             "bf16-weights", "--methods", "parade", "lora",
+                             "--attention", "sdpa", "eager"])
+    md = check_common(payload, out, "training")
+    assert [(r["attention"], r["row"], r["backbone_dtype"]) for r in payload["rows"]] == [
+        (a, m, "bfloat16") for a in ("sdpa", "eager") for m in ("parade", "lora")]
+    assert [g["detail"] for g in payload["goals"]] == ["bf16-weights, sdpa", "bf16-weights, eager"]
+    assert [x[1] for x in table_rows(md.split("## Goals")[0])] == ["sdpa", "sdpa", "eager", "eager"]
+    with pytest.raises(ValueError, match="attn_implementation='flashy'"):
+        training.main(["--quick", "--device", "cpu", "--out", str(out), "--methods", "parade",
+                       "--attention", "flashy"])
 
 
 def test_prompt_follows_template_or_is_repeated() -> None:
