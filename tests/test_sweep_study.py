@@ -84,9 +84,16 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert "| rte | zero_shot | 100 | – |" in table
     assert "parade − lora" in table and files["figure"].is_file()
     # the rate selection with each run's dev-loss curve: was it flat at the end?
-    assert "| rte | parade | 0.001 | yes | 70.0 | 0.7000 (20) | 10:0.9000 20:0.7000 30:0.8000 |" \
-        in table
-    assert "| rte | lora | 0.001 |  | 55.0 | 0.9000 (10) | 10:0.9000 |" in table
+    assert ("| rte | parade | 0.001 | yes | 70.0 | 0.7000 (20) | 14.3 % | "
+            "10:0.9000 20:0.7000 30:0.8000 |") in table
+    assert "| rte | lora | 0.001 |  | 55.0 | 0.9000 (10) | – | 10:0.9000 |" in table
+    assert "| rte | parade | 0.01 | yes | 60.0 | 0.6000 (10) | 8.3 % |" not in table  # not chosen
+    assert "| rte | parade | 0.01 |  | 60.0 | 0.6000 (10) | 8.3 % |" in table
+    # lowest loss at the last evaluation: lora 0.001 (one point) and lora 0.01 (equal losses:
+    # the earlier is the tested one, so not the last) -> 1 of 4
+    assert ("The lowest dev loss is the last evaluation's in 1 of 4 runs. Relative change of the "
+            "dev loss over the last evaluation interval (\"last interval\"): median 8.3 %, from "
+            "0.0 % to 14.3 %.") in table
     assert rows[0]["dev_loss_curve"].startswith("10:")
 
 

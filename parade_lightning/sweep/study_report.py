@@ -122,13 +122,35 @@ def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
     lines = ["", "Rate selection on dev (selection seed; the tested checkpoint is the one with "
              "the lowest dev loss)" + ("" if choices else ", phase 1 not finished") + ":", "",
              "| task | method | lr | chosen | dev score ×100 | lowest dev loss (step) | "
-             "dev loss at each evaluation (step:loss) |", "|---|---|---:|---|---:|---:|---|"]
+             "last interval | dev loss at each evaluation (step:loss) |",
+             "|---|---|---:|---|---:|---:|---:|---|"]
+    changes = []
     for r in picked:
         loss = "–" if r["dev_loss"] is None else f"{r['dev_loss']:.4f} ({r['dev_step']})"
+        change = last_interval_change(r["dev_loss_curve"])
+        if change is not None:
+            changes.append(change)
         lines.append(f"| {r['task']} | {r['method']} | {r['lr']:g} | "
                      f"{'yes' if r['chosen'] else ''} | {_fmt(r['dev_score'])} | {loss} | "
-                     f"{r['dev_loss_curve'] or '–'} |")
+                     f"{_fmt(change, digits=1)} % | {r['dev_loss_curve'] or '–'} |"
+                     .replace("– %", "–"))
+    at_end = sum(r["dev_step"] is not None and r["dev_step"] == r["last_eval_step"]
+                 for r in picked)
+    lines += ["", f"Has the dev loss flattened? The lowest dev loss is the last evaluation's in "
+              f"{at_end} of {len(picked)} runs."]
+    if changes:
+        lines[-1] += (f" Relative change of the dev loss over the last evaluation interval "
+                      f"(\"last interval\"): median {_fmt(statistics.median(changes))} %, "
+                      f"from {_fmt(min(changes))} % to {_fmt(max(changes))} %.")
     return lines
+
+
+def last_interval_change(curve: str) -> float | None:
+    """``(last - previous) / previous`` of a ``step:loss …`` curve; None under two points."""
+    losses = [float(point.split(":")[1]) for point in curve.split()]
+    if len(losses) < 2 or losses[-2] == 0:
+        return None
+    return (losses[-1] - losses[-2]) / losses[-2]
 
 
 def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_seed: int) -> bool:
