@@ -3,7 +3,10 @@
 The module generates with beam search during ``test_step`` and scores in
 ``on_test_epoch_end`` (see :class:`parade_lightning.PeftLitModule`); this callback writes what
 it found, one JSON object a line (``index, prompt, prediction, gold, score, correct``) and
-the headline numbers.
+the headline numbers. With Lightning's ``Timer`` among the callbacks (``configs/base.yaml``)
+``metrics.json`` also says how long the run took: ``seconds.fit`` (training with its dev
+evaluations, summed over resumed attempts up to the checkpoint each one resumed from, since the
+Timer's state travels in the checkpoint) and ``seconds.test``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Timer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from callbacks._io import output_dir, write_jsonl
@@ -30,6 +33,13 @@ class TestReport(L.Callback):
 
     def __init__(self, output_dir: str | None = None) -> None:
         self.output_dir = output_dir
+        self._fit_seconds: float | None = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # read now: testing the best checkpoint reloads the Timer's state from it, which
+        # replaces the offset this fit resumed with by the tested checkpoint's
+        timer = _timer(trainer)
+        self._fit_seconds = None if timer is None else round(timer.time_elapsed("train"), 3)
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -55,8 +65,16 @@ class TestReport(L.Callback):
             "ckpt_path": trainer.ckpt_path,
             "global_step": trainer.global_step,
         }
+        timer = _timer(trainer)
+        if timer is not None:
+            metrics["seconds"] = {"fit": self._fit_seconds,
+                                  "test": round(timer.time_elapsed("test"), 3)}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         rank_zero_info(f"test {results['metric']} = {results['value']:.4f} -> {out}/metrics.json")
+
+
+def _timer(trainer: L.Trainer) -> Timer | None:
+    return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
 
 
 class PredictionWriter(BasePredictionWriter):

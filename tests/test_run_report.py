@@ -103,3 +103,30 @@ def test_fit_with_max_steps_0_is_a_zero_shot_run(tmp_path):
                                       "--trainer.max_steps", "0")])
     metrics = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
     assert metrics["global_step"] == 0 and cli.run_summary["test"]["weights"] is None
+
+
+def test_fit_time_is_summed_over_a_resume(tmp_path):
+    """metrics.json ``seconds.fit``: Lightning's Timer state travels in last.ckpt, so a resumed
+    run reports the time of both attempts (and nothing more: testing the best checkpoint
+    reloads a Timer state too)."""
+    import time
+
+    import torch
+
+    args = cli_args(tmp_path, "--config", str(ROOT / "configs/methods/ia3.yaml"),
+                    "--trainer.max_steps", "2")
+    first = build_cli(["fit", *args])
+    folder = Path(first.trainer.log_dir) / "checkpoints"
+    last = folder / "last.ckpt"
+    for ckpt in folder.glob("*.ckpt"):  # last.ckpt and best-step=2.ckpt, a test candidate
+        state = torch.load(ckpt, weights_only=True)
+        assert state["callbacks"]["Timer"]["time_elapsed"]["train"] > 0
+        state["callbacks"]["Timer"]["time_elapsed"]["train"] = 1000.0  # a long attempt 1
+        torch.save(state, ckpt)
+    began = time.monotonic()
+    second = build_cli(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", str(last)])
+    took = time.monotonic() - began
+    metrics = json.loads((Path(second.trainer.log_dir) / "metrics.json").read_text())
+    assert metrics["global_step"] == 4
+    assert 1000.0 < metrics["seconds"]["fit"] < 1000.0 + took
+    assert 0 < metrics["seconds"]["test"] < took

@@ -146,3 +146,12 @@ def test_dev_curves_are_read_once_per_state_of_the_event_files(tmp_path, monkeyp
         writer.add_scalar("val/loss", 0.5, 20)
     assert [s for s, _ in study.curves(run_dir)["val/loss"]] == [10, 20]
     assert len(reads) == 3  # both event files once more
+
+
+def test_wall_time_sums_resumed_attempts_or_says_unknown():
+    timed = {"seconds": {"fit": 100.0, "test": 5.25}}
+    assert study_report.wall_seconds(timed, {"attempts": 3, "elapsed_s": 7.0}) == 105.2
+    assert study_report.wall_seconds({}, {"attempts": 1, "elapsed_s": 42.0}) == 42.0
+    # an older run resumed without the Timer: its first attempt's time is lost, so no figure
+    assert study_report.wall_seconds({}, {"attempts": 2, "elapsed_s": 42.0}) is None
+    assert study_report.wall_seconds({"seconds": {"fit": None, "test": 3.0}}, {}) == 3.0

@@ -22,7 +22,7 @@ from parade_lightning.sweep.plan import Run
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "phase", "chosen", "steps",
                 "trainable_parameters", "metric", "dev_score", "dev_loss", "dev_step",
                 "last_eval_step", "dev_loss_curve", "test_score", "test_rows", "wall_seconds",
-                "run_id"]
+                "attempts", "run_id"]
 
 
 def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
@@ -45,9 +45,19 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
         "dev_step": dev.step, "last_eval_step": dev.last_step,
         "dev_loss_curve": " ".join(f"{step}:{loss:.4f}" for step, loss in losses),
         "test_score": metrics["value"],
-        "test_rows": metrics.get("num_examples"), "wall_seconds": status.get("elapsed_s"),
-        "run_id": run.run_id,
+        "test_rows": metrics.get("num_examples"), "wall_seconds": wall_seconds(metrics, status),
+        "attempts": status.get("attempts"), "run_id": run.run_id,
     }
+
+
+def wall_seconds(metrics: dict[str, Any], status: dict[str, Any]) -> float | None:
+    """Fit + test seconds of a run: ``metrics.json``'s Timer figures (a resumed run's fit time
+    summed over its attempts), else the sweep's elapsed time when there was a single attempt
+    (an interrupted attempt's time is lost), else unknown."""
+    seconds = metrics.get("seconds") or {}
+    if seconds.get("test") is not None:
+        return round((seconds.get("fit") or 0.0) + seconds["test"], 1)
+    return status.get("elapsed_s") if status.get("attempts") == 1 else None
 
 
 def collect(runs: list[Run], selection_seed: int) -> tuple[list[dict[str, Any]], dict]:
