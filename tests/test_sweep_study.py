@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from test_sweep import write_sweep
 from torch.utils.tensorboard import SummaryWriter
 
@@ -67,8 +68,18 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     phase2 = [i for i in study.seed_indices(runs, choices) if i not in phase1]
     assert [runs[i].run_id for i in phase2] == ["rte/parade/lr=0.001/seed2",
                                                "rte/lora/lr=0.01/seed2"]
-    sweep_main(["select", "--config", str(config), "--phase", "2"])
+    # both choices sit at an edge of the two-point grid: phase 2 waits for the next point
+    assert study.grid_edges(runs, choices, 1) == [
+        "rte/parade chose model.lr=0.001, the bottom of its grid [0.001, 0.01]",
+        "rte/lora chose model.lr=0.01, the top of its grid [0.001, 0.01]"]
+    with pytest.raises(SystemExit) as refused:
+        sweep_main(["select", "--config", str(config), "--phase", "2"])
+    assert refused.value.code == 2
+    assert "edge rule" in capsys.readouterr().err
+    sweep_main(["select", "--config", str(config), "--phase", "2", "--allow-edge"])
     assert capsys.readouterr().out.strip() == ",".join(map(str, phase2))
+    sweep_main(["select", "--config", str(config)])
+    assert "at an edge: rte/lora chose model.lr=0.01" in capsys.readouterr().out
 
     for i in phase2:  # finish phase 2, then the report
         run = runs[i]

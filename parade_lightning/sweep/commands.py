@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep_args(p)
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
     p.add_argument("--phase", choices=("1", "2"), help="print only that phase's --only list")
+    p.add_argument("--allow-edge", action="store_true",
+                   help="give phase 2 even when a chosen rate is at an edge of its grid (the "
+                        "edge rule otherwise asks for the next point first)")
 
     p = sub.add_parser("study-report", help="a study's runs.csv, table.md (median and range "
                        "over seeds at the chosen rate, paired bootstrap) and dev-curve figure")
@@ -223,12 +226,18 @@ def _select(args: argparse.Namespace) -> None:
         return
     choices = study.select(runs, args.seed)
     phase2 = [i for i in study.seed_indices(runs, choices) if i not in phase1]
+    edges = study.grid_edges(runs, choices, args.seed)
     if args.phase == "2":
+        if edges and not args.allow_edge:
+            raise ValueError("; ".join(edges) + ": run the next rate beyond it for every method "
+                             "of the task first (edge rule), or pass --allow-edge")
         print(",".join(map(str, phase2)))
         return
     for (task, method), c in choices.items():
         print(f"{task}/{method}: {c['group']} (dev {c['dev_score']}, dev loss {c['dev_loss']} "
               f"at step {c['dev_step']}; {c['run_id']})")
+    for edge in edges:
+        print(f"at an edge: {edge}")
     print(f"phase 2: parade sweep run --config {args.config} --only {','.join(map(str, phase2))}")
 
 

@@ -131,6 +131,30 @@ def select(runs: list[Run], seed: int, metric_of: dict[str, str] | None = None
     return {k: {n: v for n, v in c.items() if n != "_rank"} for k, c in choices.items()}
 
 
+def grid_edges(runs: list[Run], choices: dict[tuple[str, str], dict[str, Any]],
+               seed: int, axis: str = "model.lr") -> list[str]:
+    """The chosen rates that sit at an edge of their grid (the *edge rule* of
+    ``docs/results/quality/README.md``: the next point beyond the edge is run for every method
+    before phase 2). One sentence each; empty when every choice is inside its grid."""
+    grids: dict[tuple[str, str], set[float]] = {}
+    chosen: dict[tuple[str, str], float] = {}
+    for run in runs:
+        if run.values["seed"].raw != seed or untrained(run) or axis not in run.overrides:
+            continue
+        key = (run.labels["task"], run.labels["method"])
+        grids.setdefault(key, set()).add(run.overrides[axis])
+        if key in choices and group_of(run.labels) == choices[key]["group"]:
+            chosen[key] = run.overrides[axis]
+    out = []
+    for key, value in chosen.items():
+        grid = sorted(grids[key])
+        if len(grid) > 1 and value in (grid[0], grid[-1]):
+            where = "top" if value == grid[-1] else "bottom"
+            out.append(f"{key[0]}/{key[1]} chose {axis}={value:g}, the {where} of its grid "
+                       f"{[float(f'{v:g}') for v in grid]}")
+    return out
+
+
 def seed_indices(runs: list[Run], choices: dict[tuple[str, str], dict[str, Any]],
                  trained_only: bool = True) -> list[int]:
     """Phase 2: every seed of each chosen configuration (the selection seed's is done)."""
