@@ -140,10 +140,10 @@ def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
         change = last_interval_change(r["dev_loss_curve"])
         if change is not None:
             changes.append(change)
+        last = "–" if change is None else f"{_fmt(change)} %"
         lines.append(f"| {r['task']} | {r['method']} | {r['lr']:g} | "
                      f"{'yes' if r['chosen'] else ''} | {_fmt(r['dev_score'])} | {loss} | "
-                     f"{_fmt(change, digits=1)} % | {r['dev_loss_curve'] or '–'} |"
-                     .replace("– %", "–"))
+                     f"{last} | {r['dev_loss_curve'] or '–'} |")
     at_end = sum(r["dev_step"] is not None and r["dev_step"] == r["last_eval_step"]
                  for r in picked)
     lines += ["", f"Has the dev loss flattened? The lowest dev loss is the last evaluation's in "
