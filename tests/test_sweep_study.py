@@ -167,3 +167,54 @@ def test_wall_time_sums_resumed_attempts_or_says_unknown():
     # an older run resumed without the Timer: its first attempt's time is lost, so no figure
     assert study_report.wall_seconds({}, {"attempts": 2, "elapsed_s": 42.0}) is None
     assert study_report.wall_seconds({"seconds": {"fit": None, "test": 3.0}}, {}) == 3.0
+
+
+def _fake_lane(monkeypatch) -> list[str]:
+    """``runner.run_one`` replaced by writing the FAKE results: the lane's order, no fits."""
+    from parade_lightning.sweep import runner
+
+    order: list[str] = []
+
+    def run_one(sweep, run, supervisor=None, fresh=False):
+        order.append(run.run_id)
+        curve, scores = FAKE.get((run.labels["method"], run.overrides["model.lr"]),
+                                 ((), [1, 0, 0, 0]))
+        fake_finished(run, scores, curve)
+        return {"state": "done", "value": sum(scores) / len(scores)}
+
+    monkeypatch.setattr(runner, "run_one", run_one)
+    return order
+
+
+def test_a_study_lane_runs_phase_1_then_phase_2_unless_a_rate_is_at_an_edge(
+        tmp_path, monkeypatch, capsys):
+    config = write_sweep(tmp_path, axes=AXES)
+    runs = expand(load_sweep(config))
+    order = _fake_lane(monkeypatch)
+    sweep_main(["study-run", "--config", str(config), "--wait", "0"])
+    phase1 = [runs[i].run_id for i in study.selection_indices(runs, 1)]
+    assert order == phase1  # both choices sit at an edge of the 2-point grid: no phase 2
+    assert "nothing left to start" in capsys.readouterr().out
+    sweep_main(["study-run", "--config", str(config), "--wait", "0", "--allow-edge"])
+    assert order[len(phase1):] == ["rte/parade/lr=0.001/seed2", "rte/lora/lr=0.01/seed2"]
+    assert json.loads((tmp_path / "out" / "status.json").read_text())["counts"]["done"] == 7
+
+
+def test_a_study_lane_skips_runs_held_by_another_and_stops_at_max_runs(tmp_path, monkeypatch):
+    from parade_lightning.sweep import state as st
+
+    runs = expand(load_sweep(write_sweep(tmp_path, axes=AXES)))
+    first, second = (runs[i] for i in study.selection_indices(runs, 1)[:2])
+    lock = st.RunLock(first.run_dir)
+    assert lock.acquire()  # another lane is running the first run
+    st.set_run_status(first.run_dir, "running")
+    try:
+        assert study.next_run(runs, 1) == (second, True)
+        order = _fake_lane(monkeypatch)
+        sweep_main(["study-run", "--config", str(tmp_path / "sweep.yaml"), "--max-runs", "2"])
+        assert order == [r.run_id for r in runs
+                         if r.index in study.selection_indices(runs, 1)[1:3]]
+    finally:
+        lock.release()
+    assert study.next_run(runs, 1)[0] is not None  # released: startable again (interrupted)
+    assert st.run_state(first.run_dir) == "interrupted"

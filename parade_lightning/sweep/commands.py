@@ -1,4 +1,5 @@
-"""``parade sweep {plan,run,run-one,status,report,budget}`` (see ``docs/sweeps.md``)."""
+"""``parade sweep {plan,run,run-one,status,report,budget}`` (see ``docs/sweeps.md``) and the
+quality study's ``select``, ``study-run`` and ``study-report`` (``docs/results/quality/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-edge", action="store_true",
                    help="give phase 2 even when a chosen rate is at an edge of its grid (the "
                         "edge rule otherwise asks for the next point first)")
+
+    p = sub.add_parser("study-run", help="one lane of a study: run its sweeps' next run, one "
+                       "at a time (phase 1, then phase 2 once rates are chosen), until none is "
+                       "left; start one lane per core")
+    p.add_argument("--config", action="append", required=True,
+                   help="a study sweep file; repeat it: earlier sweeps go first")
+    p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
+    p.add_argument("--allow-edge", action="store_true",
+                   help="start phase 2 even when a chosen rate is at an edge of its grid")
+    p.add_argument("--wait", type=float, default=120.0,
+                   help="seconds between looks while only runs held by other lanes remain "
+                        "(0: stop instead)")
+    p.add_argument("--max-runs", type=int, help="stop after starting this many runs")
 
     p = sub.add_parser("study-report", help="a study's runs.csv, table.md (median and range "
                        "over seeds at the chosen rate, paired bootstrap) and dev-curve figure")
@@ -241,6 +256,43 @@ def _select(args: argparse.Namespace) -> None:
     print(f"phase 2: parade sweep run --config {args.config} --only {','.join(map(str, phase2))}")
 
 
+def _study_run(args: argparse.Namespace) -> int:
+    """Lanes share the run folders' locks, so several can serve the same sweeps."""
+    sweeps = []
+    for config in args.config:
+        sweep = load_sweep(config)
+        sweeps.append((sweep, expand(sweep)))
+        _write_plan(*sweeps[-1])
+    supervisor, started = runner.Supervisor(), 0
+    while args.max_runs is None or started < args.max_runs:
+        pick, busy = None, False
+        for sweep, runs in sweeps:
+            run, held = study.next_run(runs, args.seed, args.allow_edge)
+            busy = busy or held
+            if run is not None:
+                pick = (sweep, runs, run)
+                break
+        if pick is None:
+            if busy and args.wait > 0:
+                time.sleep(args.wait)
+                continue
+            print("study-run: nothing left to start (failed runs, if any, are left as they "
+                  "are: `parade sweep status`)", flush=True)
+            return 0
+        sweep, runs, run = pick
+        prefix = f"{time.strftime('%H:%M')} {sweep.name} #{run.index} {run.run_id}"
+        print(f"{prefix}: starting ({st.run_state(run.run_dir)})", flush=True)
+        outcome = runner.run_one(sweep, run, supervisor)
+        started += 1
+        value = f" value={outcome['value']:.4f}" if outcome.get("value") is not None else ""
+        print(f"{prefix}: {outcome['state']}{value}", flush=True)
+        st.summarise(sweep.name, sweep.output, runs)
+        if supervisor.stop_requested:
+            print("study-run: stopping on a signal (start the lane again to go on)", flush=True)
+            return 1
+    return 0
+
+
 def _study_report(args: argparse.Namespace) -> None:
     _, runs = _load(args)
     files = study_report.write(runs, Path(args.out), args.seed, args.target,
@@ -260,7 +312,7 @@ def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     handlers = {"plan": _plan, "run": _run, "run-one": _run_one, "status": _status,
                 "report": _report, "budget": _budget, "select": _select,
-                "study-report": _study_report}
+                "study-run": _study_run, "study-report": _study_report}
     try:
         code = handlers[args.command](args)
     except BrokenPipeError:  # `parade sweep plan … | head`: the reader left, not an error

@@ -155,6 +155,30 @@ def grid_edges(runs: list[Run], choices: dict[tuple[str, str], dict[str, Any]],
     return out
 
 
+#: run states a lane may take up (``failed`` runs are left for a person to look at)
+STARTABLE = ("pending", "interrupted", "resumable")
+
+
+def next_run(runs: list[Run], seed: int, allow_edge: bool = False) -> tuple[Run | None, bool]:
+    """A study lane's next run: the first startable run of phase 1 (index order), then, once
+    every phase-1 run is done and no chosen rate sits at an edge of its grid (or
+    ``allow_edge``), of phase 2. Also says whether a run it could have taken is held by
+    another process (then there may be work later, when phase 1 completes)."""
+    phase1 = selection_indices(runs, seed)
+    candidates = [runs[i] for i in phase1]
+    states = {run.index: st.run_state(run.run_dir) for run in runs}
+    if all(states[i] == "done" for i in phase1):
+        choices = select(runs, seed)
+        if allow_edge or not grid_edges(runs, choices, seed):
+            candidates += [runs[i] for i in seed_indices(runs, choices) if i not in phase1]
+    busy = False
+    for run in candidates:
+        if states[run.index] in STARTABLE:
+            return run, busy
+        busy = busy or states[run.index] == "running"
+    return None, busy
+
+
 def seed_indices(runs: list[Run], choices: dict[tuple[str, str], dict[str, Any]],
                  trained_only: bool = True) -> list[int]:
     """Phase 2: every seed of each chosen configuration (the selection seed's is done)."""
