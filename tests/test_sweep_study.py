@@ -218,3 +218,27 @@ def test_a_study_lane_skips_runs_held_by_another_and_stops_at_max_runs(tmp_path,
         lock.release()
     assert study.next_run(runs, 1)[0] is not None  # released: startable again (interrupted)
     assert st.run_state(first.run_dir) == "interrupted"
+
+
+def test_a_running_lane_takes_up_a_rate_added_to_the_sweep_file(tmp_path, monkeypatch):
+    """The edge rule's extension needs no lane restart: the sweep file is read per pick."""
+    import yaml
+
+    from parade_lightning.sweep import runner
+
+    config = write_sweep(tmp_path, axes=AXES)
+    order = _fake_lane(monkeypatch)
+    fake = runner.run_one
+
+    def run_one_then_extend(sweep, run, supervisor=None, fresh=False):
+        outcome = fake(sweep, run, supervisor, fresh)
+        if len(order) == 1:  # after the first run, a person adds a rate to the grid
+            data = yaml.safe_load(config.read_text())
+            data["axes"]["model.lr"] = [0.001, 0.01, 0.1]
+            config.write_text(yaml.safe_dump(data, sort_keys=False))
+        return outcome
+
+    monkeypatch.setattr(runner, "run_one", run_one_then_extend)
+    sweep_main(["study-run", "--config", str(config), "--wait", "0"])
+    assert "rte/parade/lr=0.1/seed1" in order and "rte/lora/lr=0.1/seed1" in order
+    assert len(order) == len(set(order)) == 7  # 3 methods' rates + the zero-shot row, once each

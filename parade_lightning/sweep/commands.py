@@ -257,16 +257,15 @@ def _select(args: argparse.Namespace) -> None:
 
 
 def _study_run(args: argparse.Namespace) -> int:
-    """Lanes share the run folders' locks, so several can serve the same sweeps."""
-    sweeps = []
-    for config in args.config:
-        sweep = load_sweep(config)
-        sweeps.append((sweep, expand(sweep)))
-        _write_plan(*sweeps[-1])
+    """Lanes share the run folders' locks, so several can serve the same sweeps. The sweep
+    files are read again before each pick, so a rate added to a grid (the edge rule) is taken
+    up by running lanes."""
     supervisor, started = runner.Supervisor(), 0
     while args.max_runs is None or started < args.max_runs:
         pick, busy = None, False
-        for sweep, runs in sweeps:
+        for config in args.config:
+            sweep = load_sweep(config)
+            runs = expand(sweep)
             run, held = study.next_run(runs, args.seed, args.allow_edge)
             busy = busy or held
             if run is not None:
@@ -280,6 +279,7 @@ def _study_run(args: argparse.Namespace) -> int:
                   "are: `parade sweep status`)", flush=True)
             return 0
         sweep, runs, run = pick
+        _write_plan(sweep, runs)
         prefix = f"{time.strftime('%H:%M')} {sweep.name} #{run.index} {run.run_id}"
         print(f"{prefix}: starting ({st.run_state(run.run_dir)})", flush=True)
         outcome = runner.run_one(sweep, run, supervisor)
