@@ -106,6 +106,7 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
             "dev loss over the last evaluation interval (\"last interval\"): median 8.3 %, from "
             "0.0 % to 14.3 %.") in table
     assert rows[0]["dev_loss_curve"].startswith("10:")
+    assert float(rows[0]["dev_loss_last_change"]) == pytest.approx(0.8 / 0.7 - 1)
 
 
 def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):

@@ -21,8 +21,8 @@ from parade_lightning.sweep.plan import Run
 
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "phase", "chosen", "steps",
                 "trainable_parameters", "metric", "dev_score", "dev_loss", "dev_step",
-                "last_eval_step", "dev_loss_curve", "test_score", "test_rows", "wall_seconds",
-                "attempts", "run_id"]
+                "last_eval_step", "dev_loss_curve", "dev_loss_last_change", "test_score",
+                "test_rows", "wall_seconds", "attempts", "run_id"]
 
 
 def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
@@ -44,6 +44,7 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
         "metric": metrics["metric"], "dev_score": dev.score, "dev_loss": dev.loss,
         "dev_step": dev.step, "last_eval_step": dev.last_step,
         "dev_loss_curve": " ".join(f"{step}:{loss:.4f}" for step, loss in losses),
+        "dev_loss_last_change": last_interval_change([loss for _, loss in losses]),
         "test_score": metrics["value"],
         "test_rows": metrics.get("num_examples"), "wall_seconds": wall_seconds(metrics, status),
         "attempts": status.get("attempts"), "run_id": run.run_id,
@@ -137,7 +138,7 @@ def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
     changes = []
     for r in picked:
         loss = "–" if r["dev_loss"] is None else f"{r['dev_loss']:.4f} ({r['dev_step']})"
-        change = last_interval_change(r["dev_loss_curve"])
+        change = r["dev_loss_last_change"]
         if change is not None:
             changes.append(change)
         last = "–" if change is None else f"{_fmt(change)} %"
@@ -155,9 +156,8 @@ def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
     return lines
 
 
-def last_interval_change(curve: str) -> float | None:
-    """``(last - previous) / previous`` of a ``step:loss …`` curve; None under two points."""
-    losses = [float(point.split(":")[1]) for point in curve.split()]
+def last_interval_change(losses: list[float]) -> float | None:
+    """``(last - previous) / previous`` of a dev-loss curve; None under two points."""
     if len(losses) < 2 or losses[-2] == 0:
         return None
     return (losses[-1] - losses[-2]) / losses[-2]
