@@ -56,6 +56,10 @@ class PeftLitModule(L.LightningModule):
         attn_implementation: the backbone's attention kernel (``eager``, ``sdpa``, …; ``None``:
             transformers' default, ``sdpa``). On a CPU ``eager`` trains short sequences
             about a third faster (see :func:`methods.backbones.set_attention`).
+        dev_generation: when :class:`callbacks.DevGenerationEval` generates on dev (unless
+            the callback's ``at`` says otherwise): ``every`` validation run (appendix E), or
+            only for the ``tested`` checkpoint, once, at the start of ``test``; the dev loss
+            is still computed at every validation run, and it alone picks the checkpoint.
     """
 
     def __init__(
@@ -73,8 +77,12 @@ class PeftLitModule(L.LightningModule):
         generate_on_test: bool = True,
         compile_generation: bool | str = False,
         attn_implementation: str | None = None,
+        dev_generation: str = "every",
     ) -> None:
         super().__init__()
+        if dev_generation not in ("every", "tested"):
+            raise ValueError(f"model.dev_generation must be 'every' or 'tested', "
+                             f"got {dev_generation!r}")
         if scheduler not in ("linear", "constant"):
             raise ValueError(f"scheduler must be 'linear' or 'constant', got {scheduler!r}")
         if not 0.0 <= warmup_ratio < 1.0:
@@ -161,21 +169,33 @@ class PeftLitModule(L.LightningModule):
             for i, p, t, g in zip(indices, prompt_ids, texts, targets, strict=True)
         ]
 
-    def score_rows(self, stage: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def score_rows(self, stage: str, rows: list[dict[str, Any]],
+                   when: dict[str, Any] | None = None,
+                   log_step: int | None = None) -> dict[str, Any] | None:
         """The one scoring step of dev evaluation and test: score ``rows`` with the task's
         metric (the datamodule's ``metric``), mark each row's ``score``/``correct``, log
-        ``<stage>/<metric>`` and its extras. ``None`` when the task has no metric or no rows."""
+        ``<stage>/<metric>`` and its extras. ``None`` when the task has no metric or no rows.
+
+        ``when`` (``{"step", "fitting"}``) and ``log_step`` (the loggers' step) score rows
+        for an evaluation that happened earlier, e.g. a fit validation whose dev generation
+        was deferred to ``test`` (``dev_generation: tested``): the values go straight to the
+        loggers at ``log_step`` instead of through ``self.log``."""
         metric = getattr(getattr(self.trainer, "datamodule", None), "metric", None)
         if metric is None or not rows:
             return None
         result = score(metric, [r["prediction"] for r in rows], [r["target"] for r in rows])
         for row, value in zip(rows, result.per_example, strict=True):
             row["score"], row["correct"] = value, value == 1.0
-        self.log(f"{stage}/{metric}", result.value, prog_bar=stage == "val")
+        values = {f"{stage}/{metric}": result.value,
+                  **{f"{stage}/{key}": value for key, value in result.extras.items()}}
+        if log_step is None:
+            for i, (name, value) in enumerate(values.items()):
+                self.log(name, value, prog_bar=stage == "val" and i == 0)
+        else:
+            for logger in self.loggers:
+                logger.log_metrics({k: float(v) for k, v in values.items()}, step=log_step)
         self.eval_history.setdefault(stage, []).append(
-            {**self._when(), "metric": metric, "value": result.value})
-        for key, value in result.extras.items():
-            self.log(f"{stage}/{key}", value)
+            {**(when or self._when()), "metric": metric, "value": result.value})
         return {"metric": metric, "value": result.value, "extras": result.extras}
 
     def generate(self, prompts, **kwargs) -> list[str]:

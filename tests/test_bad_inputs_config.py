@@ -119,3 +119,15 @@ def test_rank_zero_on_the_command_line_is_one_error_line(tmp_path):
 def test_a_missing_local_backbone_folder():
     with pytest.raises(FileNotFoundError, match="backbone folder not found: /nonexistent/model"):
         load_backbone("/nonexistent/model")
+
+
+def test_unknown_dev_generation_mode_is_refused():
+    from callbacks import DevGenerationEval
+    from parade_lightning import PeftLitModule
+
+    with pytest.raises(ValueError, match="model.dev_generation must be 'every' or 'tested', "
+                                         "got 'sometimes'"):
+        PeftLitModule(backbone="tiny-llama", dev_generation="sometimes")
+    with pytest.raises(ValueError, match=r"DevGenerationEval: at must be one of \('every', "
+                                         r"'tested'\) or None, got 'last'"):
+        DevGenerationEval(at="last")

@@ -235,3 +235,61 @@ def test_predict_writes_predictions(tmp_path):
     cli = build_cli(["predict", *args, "--ckpt_path", str(ckpt)])
     rows = (Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == 6 and "prediction" in json.loads(rows[0])
+
+
+def _dev_generation_probe(monkeypatch) -> list[tuple[int, float]]:
+    """Patch the dev evaluation to record (global step, sum of the trainable weights) per
+    dev generation: which weights it generated with."""
+    from callbacks.generation_eval import DevGenerationEval
+
+    seen: list[tuple[int, float]] = []
+    real = DevGenerationEval._evaluate
+
+    def probe(self, trainer, pl_module, *args, **kwargs):
+        weights = sum(float(p.detach().double().sum()) for p in pl_module.parameters()
+                      if p.requires_grad)
+        seen.append((trainer.global_step, weights))
+        return real(self, trainer, pl_module, *args, **kwargs)
+
+    monkeypatch.setattr(DevGenerationEval, "_evaluate", probe)
+    return seen
+
+
+@pytest.mark.parametrize("crash_at", [None, 5])
+def test_dev_generation_tested_equals_every_at_the_tested_checkpoint(tmp_path, monkeypatch,
+                                                                     crash_at):
+    from parade_lightning.sweep import study
+
+    # at this (too high, constant) rate the dev loss is lowest at the third of the four
+    # validations (steps 2, 4, 6, 8), so the tested checkpoint is not the last weights
+    common = ("--config", str(ROOT / "configs/methods/lora.yaml"), "--model.lr", "2.0",
+              "--model.scheduler", "constant", "--trainer.max_steps", "8",
+              "--model.max_new_tokens", "2", "--model.num_beams", "1")
+    seen = _dev_generation_probe(monkeypatch)
+    every = build_cli(["fit", *cli_args(tmp_path / "every", *common)])
+    every_calls = list(seen)
+    seen.clear()
+    tested_args = cli_args(tmp_path / "tested", *common, "--model.dev_generation", "tested")
+    if crash_at is None:
+        tested = build_cli(["fit", *tested_args])
+    else:  # killed after the step-4 checkpoint, resumed from last.ckpt
+        crashed = build_cli(tested_args, run=False)
+        crashed.trainer.callbacks.append(Crash(at_step=crash_at))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            crashed.trainer.fit(crashed.model, datamodule=crashed.datamodule)
+        assert not seen  # no dev generation during fit
+        tested = build_cli(["fit", *tested_args, "--ckpt_path", "last"])
+    run_every, run_tested = (Path(c.trainer.log_dir) for c in (every, tested))
+    metric = every.datamodule.metric
+    a, b = study.dev_score(run_every, metric), study.dev_score(run_tested, metric)
+    assert a.step is not None and a.score is not None
+    assert a.step < a.last_step  # the tested checkpoint is not the last weights
+    assert (b.step, b.loss, b.score, b.last_step) == (a.step, a.loss, a.score, a.last_step)
+    # every mode generated at each of the 4 validations, tested mode once, at the start of
+    # test, with the weights every mode had at the validation of the lowest dev loss
+    assert len(every_calls) == 4 and len(seen) == 1
+    val_steps = [s for s, _ in study.curves(run_every)["val/loss"]]
+    assert seen[0][1] == pytest.approx(every_calls[val_steps.index(a.step)][1], rel=0, abs=1e-9)
+    assert [s for s, _ in study.curves(run_tested)[f"val/{metric}"]] == [a.step]
+    assert tested.model.eval_history["val"][-1]["fitting"] is True
+    assert tested.run_summary["dev_best"]["value"] == a.score
