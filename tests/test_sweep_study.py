@@ -4,6 +4,7 @@ tested checkpoint, the seeds to run next, paired bootstrap on the same test rows
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from test_sweep import write_sweep
 from torch.utils.tensorboard import SummaryWriter
 
+from parade_lightning import PeftLitModule
 from parade_lightning.sweep import study, study_report
 from parade_lightning.sweep.commands import main as sweep_main
 from parade_lightning.sweep.plan import expand
@@ -139,6 +141,10 @@ def test_study_sweeps_ship_and_plan():
         runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
         expected = {"quality_sst2": 16, "quality_ablation_sst2": 12}.get(name, 10)
         assert len(study.selection_indices(runs, 1)) == expected, name
+        # generation tasks generate the dev metric for the tested checkpoint only
+        mode = runs[0].overrides.get("model.dev_generation", "every")
+        assert mode == ("tested" if name in ("quality_e2e", "quality_squad") else "every"), name
+    assert "dev_generation" in inspect.signature(PeftLitModule).parameters
 
 
 def test_dev_curves_are_read_once_per_state_of_the_event_files(tmp_path, monkeypatch):
