@@ -176,9 +176,10 @@ class ParadeCLI(LightningCLI):
     def before_fit(self) -> None:
         """Warn when dev will never be evaluated; with ``validate_before_fit``, evaluate dev
         once before training."""
-        problem = run_report.validation_never_runs(self.trainer)
-        if problem:
-            rank_zero_warn(problem)
+        for problem in (run_report.validation_never_runs(self.trainer),
+                        run_report.slow_cpu_bf16(self.trainer, self.model)):
+            if problem:
+                rank_zero_warn(problem)
         config = self.config[self.subcommand]
         if config.get("validate_before_fit") and not config.get("ckpt_path"):
             self.trainer.validate(self.model, datamodule=self.datamodule)

@@ -4,6 +4,8 @@ and the final summary.
 * :func:`validation_never_runs`: ``max_steps`` ends training before the first dev evaluation
   (e.g. ``--trainer.max_steps 10`` with ``val_check_interval: 20``): no dev metric, no best
   checkpoint, test on the last weights; the CLI warns before training starts.
+* :func:`slow_cpu_bf16`: bf16 (autocast or stored weights) on a CPU without a native bf16 path,
+  where it is many times slower than fp32; the CLI warns before training starts.
 * :func:`default_logger_name`: ``<method>/<task>`` (``runs/lora/rte/version_0``) when the
   TensorBoard logger's ``name`` is null (``configs/base.yaml``).
 * :func:`summarise` / :func:`format_summary`: at the end of ``fit`` (after the test that
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 SWEEP_HELP = ("Grids of `parade fit` runs: plan, run (local or SLURM), run-one, status, report, "
               "budget (`parade sweep --help`; docs/sweeps.md).")
@@ -43,6 +46,36 @@ def validation_never_runs(trainer: L.Trainer) -> str | None:
         f" and test uses the last weights. Set --trainer.val_check_interval {batches} (or less),"
         " or raise max_steps."
     )
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has a bf16 path on this CPU (AVX-512 or AMX); True when unknown."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def slow_cpu_bf16(trainer: L.Trainer, model: Any) -> str | None:
+    """A message when a CPU run computes in bf16 (``trainer.precision`` bf16, or the frozen
+    weights stored in bf16) on a CPU without a native bf16 path (else None).
+
+    Measured on a 2-core AMD EPYC (AVX2, no AVX-512): one SmolLM2 training step of 8 x 74
+    tokens took about 100 s under ``bf16-mixed`` against 5.1 s in fp32
+    (``docs/results/quality/README.md``, "Cost"); on earlier sessions' machine bf16 was a
+    little faster than fp32 instead."""
+    if trainer.strategy.root_device.type != "cpu" or cpu_has_fast_bf16():
+        return None
+    precision = str(trainer.precision)
+    stored = next((p.dtype for p in model.parameters() if not p.requires_grad), None)
+    if not precision.startswith("bf16") and stored != torch.bfloat16:
+        return None
+    what = [f"trainer.precision is {precision}"] if precision.startswith("bf16") else []
+    what += ["model.backbone_dtype is bfloat16"] if stored == torch.bfloat16 else []
+    return (f"{' and '.join(what)}, but this CPU has no native bf16 path (no AVX-512 or AMX): "
+            "bf16 matrix products are emulated and a training step can be 20x slower than in "
+            "fp32 (measured: about 100 s against 5.1 s for one SmolLM2 step of 8 x 74 tokens). "
+            "Use --trainer.precision 32-true (and --model.backbone_dtype float32).")
 
 
 def default_logger_name(method: Any, data: Any) -> str:

@@ -130,3 +130,34 @@ def test_fit_time_is_summed_over_a_resume(tmp_path):
     assert metrics["global_step"] == 4
     assert 1000.0 < metrics["seconds"]["fit"] < 1000.0 + took
     assert 0 < metrics["seconds"]["test"] < took
+
+
+@pytest.mark.parametrize(("fast", "extra", "said"), [
+    (False, ("--trainer.precision", "bf16-mixed"), "trainer.precision is bf16-mixed, but"),
+    (False, ("--model.backbone_dtype", "bfloat16"), "model.backbone_dtype is bfloat16, but"),
+    (False, (), None),  # fp32 on the slow CPU: nothing to say
+    (True, ("--trainer.precision", "bf16-mixed"), None),  # a CPU with a bf16 path
+], ids=["bf16-mixed", "bf16-weights", "fp32", "native-bf16"])
+def test_bf16_on_a_cpu_without_a_bf16_path_is_said(tmp_path, monkeypatch, fast, extra, said):
+    import warnings
+
+    from parade_lightning import run_report
+
+    monkeypatch.setattr(run_report, "cpu_has_fast_bf16", lambda: fast)
+    args = cli_args(tmp_path, "--config", str(ROOT / "configs/methods/ia3.yaml"),
+                    "--trainer.max_steps", "2", "--test_after_fit", "false", *extra)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_cli(["fit", *args])
+    found = [str(w.message) for w in caught if "no native bf16 path" in str(w.message)]
+    if said is None:
+        assert not found
+    else:
+        assert len(found) == 1 and found[0].startswith(said)
+        assert "--trainer.precision 32-true" in found[0]
+
+
+def test_the_bf16_probe_answers_on_this_machine():
+    from parade_lightning.run_report import cpu_has_fast_bf16
+
+    assert isinstance(cpu_has_fast_bf16(), bool)
