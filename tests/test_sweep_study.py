@@ -43,6 +43,9 @@ def fake_finished(run, scores: list[int], curve=()) -> None:
         "trainable_parameters": 100, "num_examples": len(scores),
         "global_step": curve[-1][0] if curve else 0,
         "method": {"class_path": "methods.Parade", "init_args": {}}}))
+    # the precision the run recorded (config.yaml): seed 1 ran bf16-mixed, later seeds fp32
+    precision = "bf16-mixed" if run.values["seed"].raw == 1 else "32-true"
+    (run.run_dir / "config.yaml").write_text(f"trainer:\n  precision: {precision}\n")
     (run.run_dir / "predictions.jsonl").write_text("".join(
         json.dumps({"index": i, "score": float(s)}) + "\n" for i, s in enumerate(scores)))
 
@@ -90,6 +93,8 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     files = study_report.write(runs, tmp_path / "report", baselines=("lora",))
     rows = list(csv.DictReader(files["runs"].open()))
     assert len(rows) == 7 and {r["phase"] for r in rows} == {"selection", "seeds"}
+    assert {(r["phase"], r["precision"]) for r in rows} == {("selection", "bf16-mixed"),
+                                                          ("seeds", "32-true")}
     chosen = [r for r in rows if r["chosen"] == "True" and r["method"] == "parade"]
     assert [r["lr"] for r in chosen] == ["0.001", "0.001"]
     table = files["table"].read_text()

@@ -15,11 +15,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from parade_lightning.sweep import state as st
 from parade_lightning.sweep import study
 from parade_lightning.sweep.plan import Run
 
-_RUN_COLUMNS = ["task", "method", "seed", "lr", "phase", "chosen", "steps",
+_RUN_COLUMNS = ["task", "method", "seed", "lr", "precision", "phase", "chosen", "steps",
                 "trainable_parameters", "metric", "dev_score", "dev_loss", "dev_step",
                 "last_eval_step", "dev_loss_curve", "dev_loss_last_change", "test_score",
                 "test_rows", "wall_seconds", "attempts", "run_id"]
@@ -36,7 +38,7 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
     choice = choices.get(key)
     return {
         "task": key[0], "method": key[1], "seed": run.values["seed"].raw,
-        "lr": run.overrides.get("model.lr"),
+        "lr": run.overrides.get("model.lr"), "precision": precision(run.run_dir),
         "phase": "selection" if run.values["seed"].raw == selection_seed else "seeds",
         "chosen": bool(choice and study.group_of(run.labels) == choice["group"]),
         "steps": metrics.get("global_step"),
@@ -49,6 +51,16 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
         "test_rows": metrics.get("num_examples"), "wall_seconds": wall_seconds(metrics, status),
         "attempts": status.get("attempts"), "run_id": run.run_id,
     }
+
+
+def precision(run_dir: Path) -> str | None:
+    """``trainer.precision`` as the run recorded it (its ``config.yaml``); None if unknown."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    value = (config.get("trainer") or {}).get("precision")
+    return None if value is None else str(value)
 
 
 def wall_seconds(metrics: dict[str, Any], status: dict[str, Any]) -> float | None:
