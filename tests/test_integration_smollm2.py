@@ -11,6 +11,7 @@ from test_parade import PROMPTS, RESPONSES, cached_decode, teacher_forced
 from methods import LoRA, Parade
 from methods.architectures import find_sites
 from parade_lightning import load_backbone, parameter_budget
+from parade_lightning.run_report import cpu_has_fast_bf16
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +83,11 @@ def test_short_real_fit_lowers_training_loss(smollm2, method):
     params = [p for _, p in method.named_adapter_parameters(model)]
     optimizer = torch.optim.AdamW(params, lr=3e-3)
     losses = []
+    # bf16 autocast where the CPU has a bf16 path; without one it is ~20x slower than fp32
+    # (parade_lightning.run_report.slow_cpu_bf16), so fp32 there: the adapters stay fp32 either way
+    fast_bf16 = cpu_has_fast_bf16()
     for _ in range(8):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs).loss
         loss.backward()
         optimizer.step()
