@@ -142,14 +142,23 @@ def test_paired_bootstrap_calls_only_clear_differences():
 
 def test_study_sweeps_ship_and_plan():
     root = Path(__file__).resolve().parents[1]
-    for name in ("quality_sst2", "quality_e2e", "quality_squad", "quality_ablation_sst2"):
+    for name in ("quality_sst2", "quality_e2e", "quality_squad", "quality_ablation_sst2",
+                 "quality_sst2_steps"):
         runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
-        expected = {"quality_sst2": 16, "quality_ablation_sst2": 12}.get(name, 10)
+        expected = {"quality_sst2": 16, "quality_ablation_sst2": 12,
+                    "quality_sst2_steps": 3}.get(name, 10)
+        # every study run trains in fp32 (docs/results/quality/README.md, "Cost")
+        assert all(r.overrides["trainer.precision"] == "32-true" for r in runs), name
         assert len(study.selection_indices(runs, 1)) == expected, name
         # generation tasks generate the dev metric for the tested checkpoint only
         mode = runs[0].overrides.get("model.dev_generation", "every")
         assert mode == ("tested" if name in ("quality_e2e", "quality_squad") else "every"), name
     assert "dev_generation" in inspect.signature(PeftLitModule).parameters
+    # the flattening check: each method once, at the rate it chose at 600 steps, twice the steps
+    steps = expand(load_sweep(root / "sweeps/quality_sst2_steps.yaml"), solve_budgets=False)
+    assert {(r.labels["method"], r.overrides["model.lr"], r.overrides["trainer.max_steps"])
+            for r in steps} == {("parade", 0.01, 1200), ("lora", 0.003, 1200),
+                                ("ia3_paper", 0.01, 1200)}
 
 
 def test_dev_curves_are_read_once_per_state_of_the_event_files(tmp_path, monkeypatch):
