@@ -23,8 +23,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from methods.adapter_files import load_checkpoint_file
-
-_AT = ("every", "tested")
+from parade_lightning.lit_module import DEV_GENERATION_MODES
 
 
 def _markdown_samples(rows: list[dict]) -> str:
@@ -54,8 +53,9 @@ class DevGenerationEval(L.Callback):
     def __init__(self, num_examples: int | None = 200, num_beams: int = 1,
                  max_new_tokens: int | None = None, batch_size: int = 16,
                  num_text_samples: int = 4, at: str | None = None) -> None:
-        if at is not None and at not in _AT:
-            raise ValueError(f"DevGenerationEval: at must be one of {_AT} or None, got {at!r}")
+        if at is not None and at not in DEV_GENERATION_MODES:
+            raise ValueError(f"DevGenerationEval: at must be one of {DEV_GENERATION_MODES} or "
+                             f"None, got {at!r}")
         self.num_examples, self.num_beams = num_examples, num_beams
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.num_text_samples, self.at = num_text_samples, at

@@ -31,6 +31,10 @@ from parade_lightning.generation import generate
 _PREFIX = "model."
 
 
+#: when dev generation runs: at ``every`` validation, or once for the ``tested`` checkpoint
+DEV_GENERATION_MODES = ("every", "tested")
+
+
 class PeftLitModule(L.LightningModule):
     """Fine-tune a causal LM with a PEFT method.
 
@@ -80,7 +84,7 @@ class PeftLitModule(L.LightningModule):
         dev_generation: str = "every",
     ) -> None:
         super().__init__()
-        if dev_generation not in ("every", "tested"):
+        if dev_generation not in DEV_GENERATION_MODES:
             raise ValueError(f"model.dev_generation must be 'every' or 'tested', "
                              f"got {dev_generation!r}")
         if scheduler not in ("linear", "constant"):
