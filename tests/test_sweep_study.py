@@ -263,3 +263,16 @@ def test_a_running_lane_takes_up_a_rate_added_to_the_sweep_file(tmp_path, monkey
     sweep_main(["study-run", "--config", str(config), "--wait", "0"])
     assert "rte/parade/lr=0.1/seed1" in order and "rte/lora/lr=0.1/seed1" in order
     assert len(order) == len(set(order)) == 7  # 3 methods' rates + the zero-shot row, once each
+
+
+def test_dev_curve_colours_are_one_family_per_method_and_never_repeat():
+    """The loss panel draws every rate of every method: no two lines share a colour (PARADE
+    1e-2 and (IA)³ 1e-2 were both red), and a method's rates are shades of one family."""
+    rows = [{"run_id": f"{m}/{lr}", "method": m, "lr": lr}
+            for m in ("parade", "lora", "ia3_paper") for lr in (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)]
+    rows.append({"run_id": "zero", "method": "zero_shot", "lr": 3e-4})
+    colours = study_report.line_colours(rows)
+    assert set(colours) == {r["run_id"] for r in rows}
+    assert len(set(colours.values())) == len(rows)
+    lora = [colours[f"lora/{lr}"] for lr in (3e-4, 3e-2)]
+    assert sum(lora[1][:3]) < sum(lora[0][:3])  # a higher rate: a darker shade

@@ -175,6 +175,27 @@ def last_interval_change(losses: list[float]) -> float | None:
     return (losses[-1] - losses[-2]) / losses[-2]
 
 
+#: one colour family per method (in order of appearance), a darker shade per higher rate
+METHOD_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys", "YlOrBr", "PuRd")
+
+
+def line_colours(rows: list[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
+    """``run_id -> RGBA``: the method picks the family, the rate's rank within the method the
+    shade, so no two configurations of a panel share a colour (up to 8 methods)."""
+    from matplotlib import colormaps
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    out = {}
+    for index, method in enumerate(methods):
+        cmap = colormaps[METHOD_COLOURS[index % len(METHOD_COLOURS)]]
+        rates = sorted({r["lr"] for r in rows if r["method"] == method})
+        for r in rows:
+            if r["method"] == method:
+                rank = rates.index(r["lr"])
+                out[r["run_id"]] = cmap(0.45 + 0.5 * rank / max(len(rates) - 1, 1))
+    return out
+
+
 def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_seed: int) -> bool:
     """One row of panels per task: the dev score of every chosen configuration (selection
     seed), and the dev loss of every selection run (has it flattened?)."""
@@ -191,15 +212,16 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.8 * len(tasks)), squeeze=False)
     for (score_ax, loss_ax), task in zip(axes, tasks, strict=True):
         mine = [r for r in trained if r["task"] == task]
+        colours = line_colours(mine)
         for r in mine:
             tags = study.curves(by_id[r["run_id"]].run_dir)
-            label = f"{r['method']} (lr {r['lr']:g})"
+            label, colour = f"{r['method']} (lr {r['lr']:g})", colours[r["run_id"]]
             if r["chosen"] and tags.get(f"val/{r['metric']}"):
                 score_ax.plot(*zip(*tags[f"val/{r['metric']}"], strict=True), marker="o",
-                              label=label)
+                              label=label, color=colour)
             if tags.get("val/loss"):
                 loss_ax.plot(*zip(*tags["val/loss"], strict=True), marker=".", label=label,
-                             linestyle="-" if r["chosen"] else ":")
+                             linestyle="-" if r["chosen"] else ":", color=colour)
         score_ax.set_title(f"{task}: dev {mine[0]['metric']}, chosen rates (seed "
                            f"{selection_seed})")
         loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid)")
