@@ -2,7 +2,11 @@
 
 One step is what ``PeftLitModule`` does per batch, without Lightning around it: zero the
 gradients, forward with the causal-LM loss (``use_cache=False``, model in train mode), backward,
-``AdamW(lr=1e-4)`` over the adapter parameters. The batch is ``--batch-size`` × ``--seq-len``
+``AdamW(lr=1e-4)`` over the adapter parameters. The loss (``--loss``, an axis like
+``--attention``) is ``scored`` by default, the method's :meth:`~methods.PeftMethod.training_loss`
+that the module trains on (the vocabulary projection of the scored positions only,
+:mod:`methods.lm_loss`), or ``full``, Hugging Face's ``model(labels=...).loss`` over every
+position (what training did before 2026-12-06; same value, more work). The batch is ``--batch-size`` × ``--seq-len``
 random token ids; the first ``--prompt-len`` positions are the prompt (``prompt_mask`` for
 PARADE, labels ``-100`` there) and the loss covers the rest.
 
@@ -37,6 +41,8 @@ Examples::
     python benchmarks/training.py --quick              # tiny model, seconds
     python benchmarks/training.py --methods parade --precisions bf16-mixed bf16-weights \
         --attention sdpa eager --seq-len 74 --prompt-len 70 --threads 1   # SST-2-sized rows
+    python benchmarks/training.py --methods parade lora --precisions fp32 --attention eager \
+        --loss scored full --seq-len 74 --prompt-len 70 --threads 1       # the loss's saving
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from methods import IA3, LoRA, PaperIA3, Parade, PeftMethod  # noqa: E402
 from methods.backbones import set_attention  # noqa: E402
+from methods.lm_loss import response_loss  # noqa: E402
 from parade_lightning import load_backbone  # noqa: E402
 
 METHODS: dict[str, tuple[str, Callable[[], PeftMethod] | None]] = {
@@ -100,6 +107,7 @@ FULL = {"backbone": "smollm2-135m", "batch_size": 8, "seq_len": 128, "prompt_len
 QUICK = {"backbone": "tiny-llama", "batch_size": 2, "seq_len": 32, "prompt_len": 24,
          "repeats": 2, "warmup": 1, "threads": 1}
 PHASES = ("forward_s", "backward_s", "optimizer_s")
+LOSSES = ("scored", "full")
 
 
 def make_batch(vocab: int, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def make_batch(vocab: int, args: argparse.Namespace, device: torch.device) -> di
 
 def make_step(
     model: nn.Module, batch: dict[str, torch.Tensor], autocast: torch.dtype | None,
-    device: torch.device,
+    device: torch.device, loss_kind: str = "scored",
 ) -> Callable[[], dict[str, float]]:
     """One optimisation step, returning the seconds of its three phases."""
     method: PeftMethod | None = getattr(model, "peft_method", None)
@@ -139,7 +147,13 @@ def make_step(
         with cast():
             if method is None:  # nothing trainable: differentiate w.r.t. the embeddings
                 embeds = embed(batch["input_ids"]).detach().requires_grad_(True)
-                loss = model(inputs_embeds=embeds, use_cache=False, **inputs).loss
+                if loss_kind == "scored":
+                    loss = response_loss(model, batch["labels"], inputs_embeds=embeds,
+                                         attention_mask=batch["attention_mask"])
+                else:
+                    loss = model(inputs_embeds=embeds, use_cache=False, **inputs).loss
+            elif loss_kind == "scored":
+                loss = method.training_loss(model, batch)
             else:
                 loss = model(input_ids=batch["input_ids"], use_cache=False, **inputs).loss
         synchronize(device)
@@ -164,7 +178,7 @@ def run_precision(
     weights, autocast = PRECISIONS[precision]
     batch = make_batch(backbone.get_input_embeddings().weight.shape[0], args, device)
     rows, steps = [], []
-    for attention in args.attention or [None]:
+    for loss_kind, attention in ((lk, a) for lk in args.loss for a in args.attention or [None]):
         for key in args.methods:
             label, factory = METHODS[key]
             model = shared_copy(backbone)  # its own config: the kernel is set per copy
@@ -175,9 +189,9 @@ def run_precision(
                 factory().attach(model)
                 perturb_adapters(model, args.noise, seed=0)
             model.train()  # as PeftLitModule: backbone dropout (if any) active
-            steps.append(make_step(model, batch, autocast, device))
+            steps.append(make_step(model, batch, autocast, device, loss_kind))
             rows.append({"row": key, "label": label, "precision": precision,
-                         "attention": model.config._attn_implementation,
+                         "attention": model.config._attn_implementation, "loss": loss_kind,
                          "backbone_dtype": weights,
                          "autocast": str(autocast).removeprefix("torch.") if autocast else None,
                          "adapter_parameters": count_adapter_parameters(model)})
@@ -189,7 +203,7 @@ def run_precision(
     for row, got in zip(rows, samples, strict=True):
         row.update({k: summarize([s[k] for s in got]) for k in ("step_s", *PHASES)})
         row["samples"] = {"step_s": [round(s["step_s"], 5) for s in got]}
-        print(f"  {precision:12s} {row['attention']:6s} {row['label']:46s} "
+        print(f"  {precision:12s} {row['attention']:6s} {row['loss']:6s} {row['label']:46s} "
               f"step {fmt(row['step_s'], 3)} s", flush=True)
     return rows
 
@@ -223,12 +237,15 @@ def evaluate_goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for other, limit, name in (("ia3", 1.15, "IA3 (k v d)"),
                                    ("ia3-paper", 1.15, "IA3 paper"), ("lora", 1.0, "LoRA")):
             peer = next((o for o in rows if o["row"] == other and o["precision"] ==
-                         r["precision"] and o["attention"] == r["attention"]), None)
+                         r["precision"] and o["attention"] == r["attention"]
+                         and o.get("loss") == r.get("loss")), None)
             if peer is None:
                 continue
             ratio = paired_ratio(r, peer, "step_s")  # same-round steps, see common.py
             where = r["precision"] if len({o["attention"] for o in rows}) == 1 else \
                 f"{r['precision']}, {r['attention']}"
+            if len({o.get("loss") for o in rows}) > 1:
+                where += f", {r['loss']} loss"
             goals.append(goal(f"PARADE step time ≤ {limit} × {name}", ratio, limit,
                               ratio <= limit, where))
     return goals
@@ -249,8 +266,8 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"{s['warmup']} warm-up (min–max). The backbone row is forward + backward to the input "
         "embeddings (nothing to optimise). See benchmarks/README.md.", "",
         f"| precision | attention | row | step s | forward s | backward s | optimizer s | "
-        f"{mem_head} | params |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"{mem_head} | params | loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mem = r["memory"]
@@ -259,7 +276,7 @@ def to_markdown(payload: dict[str, Any]) -> str:
             f"{fmt(r['step_s'], 3)} | "
             f"{r['forward_s']['median']:.3f} | {r['backward_s']['median']:.3f} | "
             f"{r['optimizer_s']['median']:.4f} | {mem['peak_mib']:.0f} ({mem['delta_mib']:+.0f})"
-            f" | {r['adapter_parameters']:,} |")
+            f" | {r['adapter_parameters']:,} | {r.get('loss', 'full')} |")
     lines += ["", "## Goals", "", *goal_lines(payload["goals"]), ""]
     return "\n".join(lines)
 
@@ -276,6 +293,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--attention", nargs="+", metavar="KERNEL",
                    help="attention kernels to time each row with (eager, sdpa, ...; default: "
                         "the backbone's own)")
+    p.add_argument("--loss", nargs="+", default=["scored"], choices=LOSSES,
+                   help="losses to time each row with: scored (the module's, logits of the "
+                        "scored positions only) and/or full (Hugging Face's, every position)")
     p.add_argument("--repeats", type=int, help="timed steps per row (default 5 CPU, 20 GPU)")
     p.add_argument("--warmup", type=int)
     args = p.parse_args(argv)

@@ -23,6 +23,7 @@ from torch import nn
 
 from methods.adapter_files import save_pretrained
 from methods.architectures import ROLES, get_architecture
+from methods.lm_loss import response_loss
 
 
 class AdapterModule(nn.Module):
@@ -156,6 +157,13 @@ class PeftMethod:
             raise KeyError(f"{type(self).__name__} needs batch keys {missing}; the batch has "
                            f"{sorted(batch)}")
         return {key: batch[key] for key in self.batch_keys}
+
+    def training_loss(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The loss :class:`~parade_lightning.PeftLitModule` trains and validates on: the mean
+        cross-entropy of the response tokens (:func:`methods.lm_loss.response_loss`, which
+        projects only the scored positions onto the vocabulary). Override it to add a term."""
+        return response_loss(model, batch["labels"], input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"], **self.forward_inputs(batch))
 
     def attach(self, model: nn.Module) -> nn.Module:
         """Freeze ``model``, install this method's modules in place (fp32) and return it."""

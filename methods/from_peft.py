@@ -42,7 +42,7 @@ import dataclasses
 import functools
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -300,6 +300,13 @@ class FromPeft(PeftMethod):
             if kwargs.get(name) is not None:
                 kwargs[name] = kwargs[name] + n
         return args, kwargs
+
+    def training_loss(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The model's own loss (PEFT's forward): it may add a term (AdaLoRA's orthogonal
+        regulariser), and prompt learning lengthens the sequence by the virtual tokens, so the
+        built-ins' scored-positions-only loss does not apply here."""
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     labels=batch["labels"], use_cache=False, **self.forward_inputs(batch)).loss
 
     @property
     def peft_model(self) -> PeftModelForCausalLM:

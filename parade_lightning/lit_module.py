@@ -3,7 +3,8 @@
 The module delegates everything method-specific to a :class:`methods.PeftMethod` chosen by
 ``class_path`` (``methods.Parade``, ``methods.LoRA``, ``mypkg.MyMethod``…). It trains with the
 causal-LM loss on response tokens only (the datamodule sets labels to -100 on the prompt and
-padding) and optimises as appendix E: AdamW, lr 1e-4, linear decay with 6 % warm-up.
+padding; :meth:`methods.PeftMethod.training_loss` projects only those positions onto the
+vocabulary) and optimises as appendix E: AdamW, lr 1e-4, linear decay with 6 % warm-up.
 
 Checkpoints hold adapter weights and hyper-parameters (plus the Trainer's optimizer, scheduler
 and loop state), never the frozen backbone: :meth:`state_dict` returns the adapter only, and
@@ -113,7 +114,7 @@ class PeftLitModule(L.LightningModule):
         return self.model(**kwargs, **self.method.forward_inputs(batch), use_cache=False)
 
     def _loss(self, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
-        loss = self(batch).loss
+        loss = self.method.training_loss(self.model, batch)
         size = batch["input_ids"].shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,

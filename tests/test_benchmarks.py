@@ -111,6 +111,23 @@ def test_training_attention_axis(tmp_path: Path) -> None:
                        "--attention", "flashy"])
 
 
+def test_training_loss_axis(tmp_path: Path) -> None:
+    """``--loss scored full`` times every row with the module's loss and with Hugging Face's;
+    the default is the module's; goals compare within a loss."""
+    out = tmp_path / "training.json"
+    payload = training.main(["--quick", "--device", "cpu", "--out", str(out), "--precisions",
+                             "fp32", "--methods", "backbone", "parade", "lora",
+                             "--loss", "scored", "full"])
+    md = check_common(payload, out, "training")
+    assert [(r["loss"], r["row"]) for r in payload["rows"]] == [
+        (lk, m) for lk in ("scored", "full") for m in ("backbone", "parade", "lora")]
+    assert [g["detail"] for g in payload["goals"]] == ["fp32, scored loss", "fp32, full loss"]
+    assert [x[-1] for x in table_rows(md.split("## Goals")[0])] == ["scored"] * 3 + ["full"] * 3
+    default = training.main(["--quick", "--device", "cpu", "--out", str(out), "--precisions",
+                             "fp32", "--methods", "parade"])
+    assert [r["loss"] for r in default["rows"]] == ["scored"]
+
+
 def test_prompt_follows_template_or_is_repeated() -> None:
     tok = load_tokenizer("tiny-llama")
     ids, how = inference.build_prompt(tok, None)
