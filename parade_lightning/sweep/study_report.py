@@ -224,7 +224,8 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
                              linestyle="-" if r["chosen"] else ":", color=colour)
         score_ax.set_title(f"{task}: dev {mine[0]['metric']}, chosen rates (seed "
                            f"{selection_seed})")
-        loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid)")
+        loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid; log scale)")
+        loss_ax.set_yscale("log")  # a diverged rate's curve would flatten the others
         for ax in (score_ax, loss_ax):
             ax.set_xlabel("optimisation step")
             if ax.get_legend_handles_labels()[0]:
