@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from parade_lightning.sweep import runner
+from parade_lightning.sweep import state as st
 from parade_lightning.sweep.commands import main as sweep_main
 from parade_lightning.sweep.plan import expand
 from parade_lightning.sweep.slurm import compress
@@ -185,6 +186,27 @@ def test_saved_command_and_config_repeat_the_run(finished):
     assert record["labels"] == {"task": "rte", "method": "lora", "seed": "seed1"}
     assert record["command"] in (run.run_dir / "command.txt").read_text()
     assert "PARADE_SWEEP_TEST=1" in record["command"]
+    code = st.code_version(load_sweep(finished["config"]).root)  # None outside a checkout
+    assert record["code"] == code
+    assert f"; code {code})" in (run.run_dir / "log.txt").read_text()
+
+
+def test_code_version_names_the_commit_and_a_dirty_tree(tmp_path):
+    """run.json's ``code``: which commit a run's code came from, ``+dirty`` if edited."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "train.py").write_text("loss = 1\n")
+    git("add", "train.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert st.code_version(tmp_path) == head[:12]
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert st.code_version(tmp_path) == head[:12]
+    (tmp_path / "train.py").write_text("loss = 2\n")
+    assert st.code_version(tmp_path) == head[:12] + "+dirty"
+    assert st.code_version(tmp_path / "missing") is None
 
 
 def test_report_matches_the_run_files(finished, tmp_path):

@@ -46,6 +46,9 @@ def fake_finished(run, scores: list[int], curve=()) -> None:
     # the precision the run recorded (config.yaml): seed 1 ran bf16-mixed, later seeds fp32
     precision = "bf16-mixed" if run.values["seed"].raw == 1 else "32-true"
     (run.run_dir / "config.yaml").write_text(f"trainer:\n  precision: {precision}\n")
+    # the code version the sweep recorded (run.json); runs older than it have none
+    code = "abc123def456" if run.values["seed"].raw == 1 else None
+    (run.run_dir / "run.json").write_text(json.dumps({"code": code} if code else {}))
     (run.run_dir / "predictions.jsonl").write_text("".join(
         json.dumps({"index": i, "score": float(s)}) + "\n" for i, s in enumerate(scores)))
 
@@ -95,6 +98,8 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert len(rows) == 7 and {r["phase"] for r in rows} == {"selection", "seeds"}
     assert {(r["phase"], r["precision"]) for r in rows} == {("selection", "bf16-mixed"),
                                                           ("seeds", "32-true")}
+    assert {(r["phase"], r["code"]) for r in rows} == {("selection", "abc123def456"),
+                                                      ("seeds", "")}
     chosen = [r for r in rows if r["chosen"] == "True" and r["method"] == "parade"]
     assert [r["lr"] for r in chosen] == ["0.001", "0.001"]
     table = files["table"].read_text()

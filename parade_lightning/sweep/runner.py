@@ -180,7 +180,8 @@ def _attempt(sweep: Sweep, run: Run, supervisor: Supervisor, lock: st.RunLock,
         _set_aside_checkpoints(run_dir, attempt)
     resume = st.resume_checkpoint(run_dir)
     inherited = relevant_environment(dict(os.environ))
-    st.write_json(run_dir / st.RUN_RECORD, run.record(sweep, inherited))
+    code = st.code_version(sweep.root)
+    st.write_json(run_dir / st.RUN_RECORD, {**run.record(sweep, inherited), "code": code})
     header = f"# run {run.run_id} of sweep {sweep.name} (index {run.index})\n"
     command = header + run.command(sweep.root, inherited=inherited) + "\n"
     if resume is not None:
@@ -195,7 +196,7 @@ def _attempt(sweep: Sweep, run: Run, supervisor: Supervisor, lock: st.RunLock,
     log = run_dir / st.LOG
     with log.open("a") as f:
         f.write(f"\n===== attempt {attempt} {time.strftime('%Y-%m-%dT%H:%M:%S')} "
-                f"({'resume from ' + str(resume) if resume else 'fresh'})\n")
+                f"({'resume from ' + str(resume) if resume else 'fresh'}; code {code})\n")
     started = time.monotonic()
     st.set_run_status(run_dir, "running", attempts=attempt, pid=os.getpid(),
                       resumed_from=str(resume) if resume else None)

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +26,22 @@ from typing import IO, Any
 METRICS, RUN_STATUS, RUN_RECORD = "metrics.json", "status.json", "run.json"
 COMMAND, ERROR, LOG = "command.txt", "error.txt", "log.txt"
 STATES = ("done", "running", "resumable", "interrupted", "failed", "pending")
+
+
+def code_version(root: Path) -> str | None:
+    """The commit of the checkout a run's code comes from (``git rev-parse``, 12 hex digits),
+    with ``+dirty`` when a tracked file differs from it; None outside a git checkout. Kept in
+    ``run.json`` (``code``) and each attempt's line of ``log.txt``, so a study can say which
+    runs a change of the training code reached."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 def write_json(path: Path, data: Any) -> None:

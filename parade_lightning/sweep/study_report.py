@@ -24,7 +24,7 @@ from parade_lightning.sweep.plan import Run
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "precision", "phase", "chosen", "steps",
                 "trainable_parameters", "metric", "dev_score", "dev_loss", "dev_step",
                 "last_eval_step", "dev_loss_curve", "dev_loss_last_change", "test_score",
-                "test_rows", "wall_seconds", "attempts", "run_id"]
+                "test_rows", "wall_seconds", "attempts", "code", "run_id"]
 
 
 def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
@@ -49,7 +49,9 @@ def _row(run: Run, selection_seed: int, choices: dict) -> dict[str, Any] | None:
         "dev_loss_last_change": last_interval_change([loss for _, loss in losses]),
         "test_score": metrics["value"],
         "test_rows": metrics.get("num_examples"), "wall_seconds": wall_seconds(metrics, status),
-        "attempts": status.get("attempts"), "run_id": run.run_id,
+        "attempts": status.get("attempts"),
+        "code": (st.read_json(run.run_dir / st.RUN_RECORD) or {}).get("code"),
+        "run_id": run.run_id,
     }
 
 
