@@ -35,7 +35,8 @@ def test_scored_positions_shift_by_one() -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("name", ["parade", "lora", "ia3_paper"])
+@pytest.mark.parametrize("name", ["parade", "parade1", "parade2", "parade3", "parade4", "lora",
+                                  "ia3_paper"])
 def test_equals_hugging_face_loss_and_gradients(arch: str, name: str) -> None:
     torch.manual_seed(0)
     model, _ = tiny(arch)
