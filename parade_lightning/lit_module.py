@@ -86,7 +86,8 @@ class PeftLitModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if dev_generation not in DEV_GENERATION_MODES:
-            raise ValueError(f"model.dev_generation must be 'every' or 'tested', "
+            raise ValueError(f"model.dev_generation must be "
+                             f"{' or '.join(map(repr, DEV_GENERATION_MODES))}, "
                              f"got {dev_generation!r}")
         if scheduler not in ("linear", "constant"):
             raise ValueError(f"scheduler must be 'linear' or 'constant', got {scheduler!r}")
