@@ -53,6 +53,22 @@ def test_last_token_pooler_left_and_right_padding():
     assert torch.equal(out, torch.stack([h[0, 2], h[1, 3]]))
 
 
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 1e4])
+def test_capsule_poolers_are_bounded_and_the_last_token_is_not(scale):
+    """Squashing (eq. 8) keeps each capsule's norm below 1, so the capsule and routing poolers
+    give ``‖Pooler(h')‖ < √K`` however large the prompt's hidden states are; PARADE-1's last
+    token passes ``h'`` through unbounded. This is the difference behind PARADE-1's divergence
+    at the quality study's rates (docs/results/quality/README.md, "Ablation")."""
+    torch.manual_seed(0)
+    h = scale * torch.randn(3, 6, 12)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    for pooler in (CapsulePooler(rank=12, num_capsules=4), RoutingPooler(rank=12, num_capsules=4)):
+        out = pooler(h, mask)
+        capsule_norms = out.view(3, 4, 3).norm(dim=-1)
+        assert (capsule_norms < 1).all() and (out.norm(dim=-1) < 2).all()
+    last = LastTokenPooler(rank=12)(h, mask)
+    assert torch.equal(last, h[:, -1])
+
 def test_generator_init_gives_ones():
     gen = VectorGenerator(16, 12, 40, "capsule", 4, 0.02)
     out = gen(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool))
