@@ -363,15 +363,8 @@ class Parade(PeftMethod):
 
 
 class Parade1(Parade):
-    """PARADE-1 (section 4.5): pools by taking the last prompt token.
-
-    The pooled vector is the last prompt token's ``h W_down`` itself, with no squashing
-    (eq. 8 bounds the capsule poolers' output below ``√K``), so its size follows the residual
-    stream: on SmolLM2-135M its norm is 15-60 at initialisation (≤ 2 for the capsule pooler),
-    and since the vectors scale Value and Up, which feed the later layers' residual stream,
-    larger vectors make larger pooled inputs. At learning rates of 3e-3 and 1e-2 this loop
-    diverged in the quality study (vector std 0.07 at step 10, 726 at step 100); the paper
-    trains at 1e-4 (docs/results/quality/README.md, "Ablation")."""
+    """PARADE-1 (section 4.5): pools by taking the last prompt token, unbounded (no squashing,
+    eq. 8): it diverged at lr 3e-3 and 1e-2 (docs/results/quality/README.md, "Ablation")."""
 
     def __init__(self, rank: int = 12, num_capsules: int = 4,
                  targets: tuple[str, ...] = ("q", "v", "u"), pooler: str = "last",
