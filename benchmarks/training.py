@@ -6,9 +6,9 @@ gradients, forward with the causal-LM loss (``use_cache=False``, model in train 
 ``--attention``) is ``scored`` by default, the method's :meth:`~methods.PeftMethod.training_loss`
 that the module trains on (the vocabulary projection of the scored positions only,
 :mod:`methods.lm_loss`), or ``full``, Hugging Face's ``model(labels=...).loss`` over every
-position (what training did before 2026-12-06; same value, more work). The batch is ``--batch-size`` × ``--seq-len``
-random token ids; the first ``--prompt-len`` positions are the prompt (``prompt_mask`` for
-PARADE, labels ``-100`` there) and the loss covers the rest.
+position (what training did before 2026-12-06; same value, more work). The batch is
+``--batch-size`` × ``--seq-len`` random token ids; the first ``--prompt-len`` positions are the
+prompt (``prompt_mask`` for PARADE, labels ``-100`` there) and the loss covers the rest.
 
 Rows: PARADE, IA3 (PEFT's k v d), the paper's budgeted IA3 (dim 16, q k u), LoRA r=4 on all
 seven roles, and the **backbone alone**: a frozen backbone has nothing to train, so its row is

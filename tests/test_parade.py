@@ -69,6 +69,7 @@ def test_capsule_poolers_are_bounded_and_the_last_token_is_not(scale):
     last = LastTokenPooler(rank=12)(h, mask)
     assert torch.equal(last, h[:, -1])
 
+
 def test_generator_init_gives_ones():
     gen = VectorGenerator(16, 12, 40, "capsule", 4, 0.02)
     out = gen(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool))
