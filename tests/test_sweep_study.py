@@ -119,6 +119,15 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
             "0.0 % to 14.3 %.") in table
     assert rows[0]["dev_loss_curve"].startswith("10:")
     assert float(rows[0]["dev_loss_last_change"]) == pytest.approx(0.8 / 0.7 - 1)
+    # the figure's score panels: dev score against the rate (the choice flagged), and the test
+    # scores over seeds at the chosen rate, the zero-shot row included
+    panels = study_report.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
+    panels["rates"] = {m: [(lr, round(score, 3), chosen) for lr, score, chosen in points]
+                       for m, points in panels["rates"].items()}  # the dev scores are float32
+    assert panels["rates"] == {"parade": [(0.001, 70.0, True), (0.01, 60.0, False)],
+                               "lora": [(0.001, 55.0, False), (0.01, 65.0, True)]}
+    assert panels["tests"] == {"parade": [75.0, 75.0], "lora": [25.0, 25.0],
+                               "zero_shot": [25.0]}
 
 
 def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):
@@ -130,6 +139,10 @@ def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):
     assert "phase 1 not finished" in table and "| rte | parade | 0.001 |  | 70.0 |" in table
     assert "test median" not in table  # no rate is chosen yet: no headline table
     assert len(list(csv.DictReader(files["runs"].open()))) == 1 and files["figure"].is_file()
+    panels = study_report.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
+    assert [(lr, round(score, 3), chosen) for lr, score, chosen in panels["rates"]["parade"]] == [
+        (0.001, 70.0, False)]
+    assert list(panels["rates"]) == ["parade"] and panels["tests"] == {}
 
 
 def test_paired_bootstrap_calls_only_clear_differences():

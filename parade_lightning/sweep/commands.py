@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-runs", type=int, help="stop after starting this many runs")
 
     p = sub.add_parser("study-report", help="a study's runs.csv, table.md (median and range "
-                       "over seeds at the chosen rate, paired bootstrap) and dev-curve figure")
+                       "over seeds at the chosen rate, paired bootstrap) and a figure (dev score "
+                       "by rate, dev-loss curves, test scores over seeds)")
     sweep_args(p)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")

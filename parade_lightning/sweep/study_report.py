@@ -3,7 +3,8 @@
 Given study sweeps (see :mod:`parade_lightning.sweep.study`), per task and method at the rate
 chosen on dev: the median and range of the test score over seeds, the dev score the choice was
 made on, the trainable parameters; the zero-shot row; paired bootstrap intervals of PARADE
-minus each baseline on the same test rows; dev curves of every chosen configuration.
+minus each baseline on the same test rows; a figure of the dev score against the rate, the
+dev-loss curves and the test scores over seeds.
 """
 
 from __future__ import annotations
@@ -198,38 +199,91 @@ def line_colours(rows: list[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
     return out
 
 
+def figure_data(rows: list[dict[str, Any]], selection_seed: int) -> dict[str, dict[str, Any]]:
+    """Per task, what the figure's two score panels show (scores ×100):
+
+    ``rates[method]``: ``(lr, dev score, chosen)`` of every trained selection run, by rate (the
+    rate choice; with ``model.dev_generation: tested`` a run has one dev score, so this works for
+    every study); ``tests[method]``: the test scores at the chosen rate over seeds (the zero-shot
+    row included), from which the panel draws the median and the range."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        task = out.setdefault(r["task"], {"metric": r["metric"], "rates": {}, "tests": {}})
+        if r["seed"] == selection_seed and r["steps"] and r["dev_score"] is not None:
+            task["rates"].setdefault(r["method"], []).append(
+                (r["lr"], 100 * r["dev_score"], r["chosen"]))
+        if r["chosen"] and r["test_score"] is not None:
+            task["tests"].setdefault(r["method"], []).append(100 * r["test_score"])
+    for task in out.values():
+        for points in task["rates"].values():
+            points.sort()
+    return out
+
+
 def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_seed: int) -> bool:
-    """One row of panels per task: the dev score of every chosen configuration (selection
-    seed), and the dev loss of every selection run (has it flattened?)."""
+    """One row of three panels per task: the dev score of every selection run against its rate
+    (the choice, starred), the dev loss of every selection run (has it flattened?), and the
+    test score at each chosen rate (median, min–max over seeds, one dot per seed; the zero-shot
+    row in the axis label, since its score would squash the axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_id = {r.run_id: r for r in runs}
+    data = figure_data(rows, selection_seed)
     trained = [r for r in rows if r["seed"] == selection_seed and r["steps"]]
     tasks = list(dict.fromkeys(r["task"] for r in trained))
     if not tasks:
         return False
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.8 * len(tasks)), squeeze=False)
-    for (score_ax, loss_ax), task in zip(axes, tasks, strict=True):
-        mine = [r for r in trained if r["task"] == task]
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(16, 3.8 * len(tasks)), squeeze=False)
+    for (rate_ax, loss_ax, test_ax), task in zip(axes, tasks, strict=True):
+        mine, panels = [r for r in trained if r["task"] == task], data[task]
         colours = line_colours(mine)
+        methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
+        # one shade per method for the score panels (the zero-shot row included)
+        shade = line_colours([{"method": m, "lr": 0, "run_id": m} for m in methods])
         for r in mine:
             tags = study.curves(by_id[r["run_id"]].run_dir)
-            label, colour = f"{r['method']} (lr {r['lr']:g})", colours[r["run_id"]]
-            if r["chosen"] and tags.get(f"val/{r['metric']}"):
-                score_ax.plot(*zip(*tags[f"val/{r['metric']}"], strict=True), marker="o",
-                              label=label, color=colour)
             if tags.get("val/loss"):
-                loss_ax.plot(*zip(*tags["val/loss"], strict=True), marker=".", label=label,
-                             linestyle="-" if r["chosen"] else ":", color=colour)
-        score_ax.set_title(f"{task}: dev {mine[0]['metric']}, chosen rates (seed "
-                           f"{selection_seed})")
+                loss_ax.plot(*zip(*tags["val/loss"], strict=True), marker=".",
+                             label=f"{r['method']} (lr {r['lr']:g})", color=colours[r["run_id"]],
+                             linestyle="-" if r["chosen"] else ":")
+        untrained = {r["method"] for r in rows if r["task"] == task and not r["steps"]}
+        trained_methods = [m for m in methods if m not in untrained]
+        for method in methods:
+            points = panels["rates"].get(method, [])
+            colour = shade[method]
+            if points:
+                rate_ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                             color=colour, label=method)
+                rate_ax.plot([p[0] for p in points if p[2]], [p[1] for p in points if p[2]],
+                             marker="*", markersize=14, linestyle="", color=colour)
+            scores = panels["tests"].get(method)
+            if scores and method in untrained:  # the zero-shot row, far below: in the axis
+                test_ax.set_xlabel(f"{method}: {statistics.median(scores):.1f}")  # label, not a
+                # point that would squash the axis
+            elif scores:
+                median, index = statistics.median(scores), trained_methods.index(method)
+                test_ax.errorbar(index, median, yerr=[[median - min(scores)],
+                                                      [max(scores) - median]],
+                                 color=colour, marker="_", markersize=20, capsize=5)
+                test_ax.plot([index] * len(scores), scores, ".", color="black", markersize=5)
+        rate_ax.set_xscale("log")
+        rate_ax.set_xlabel("learning rate")
+        rate_ax.set_title(f"{task}: dev {panels['metric']} ×100 by rate (seed {selection_seed}, "
+                          "★ chosen)")
         loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid; log scale)")
         loss_ax.set_yscale("log")  # a diverged rate's curve would flatten the others
-        for ax in (score_ax, loss_ax):
-            ax.set_xlabel("optimisation step")
+        loss_ax.set_xlabel("optimisation step")
+        test_ax.set_xticks(range(len(trained_methods)), trained_methods)
+        test_ax.set_xlim(-0.5, len(trained_methods) - 0.5)
+        test_ax.set_title(f"{task}: test {panels['metric']} ×100 at the chosen rates, "
+                          "over seeds")
+        if not panels["tests"]:
+            test_ax.text(0.5, 0.5, "no rate chosen yet (phase 1 not finished)",
+                         ha="center", va="center", transform=test_ax.transAxes)
+        for ax in (rate_ax, loss_ax):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.tight_layout()
