@@ -182,15 +182,19 @@ def last_interval_change(losses: list[float]) -> float | None:
 METHOD_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys", "YlOrBr", "PuRd")
 
 
+def method_colourmaps(methods: list[str]) -> dict[str, Any]:
+    """``method -> colour map``, one family per method in order of appearance (up to 8)."""
+    from matplotlib import colormaps
+
+    return {m: colormaps[METHOD_COLOURS[i % len(METHOD_COLOURS)]] for i, m in enumerate(methods)}
+
+
 def line_colours(rows: list[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
     """``run_id -> RGBA``: the method picks the family, the rate's rank within the method the
     shade, so no two configurations of a panel share a colour (up to 8 methods)."""
-    from matplotlib import colormaps
-
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    families = method_colourmaps(list(dict.fromkeys(r["method"] for r in rows)))
     out = {}
-    for index, method in enumerate(methods):
-        cmap = colormaps[METHOD_COLOURS[index % len(METHOD_COLOURS)]]
+    for method, cmap in families.items():
         rates = sorted({r["lr"] for r in rows if r["method"] == method})
         for r in rows:
             if r["method"] == method:
@@ -242,7 +246,7 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
         colours = line_colours(mine)
         methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
         # one shade per method for the score panels (the zero-shot row included)
-        shade = line_colours([{"method": m, "lr": 0, "run_id": m} for m in methods])
+        shade = {m: cmap(0.45) for m, cmap in method_colourmaps(methods).items()}
         for r in mine:
             tags = study.curves(by_id[r["run_id"]].run_dir)
             if tags.get("val/loss"):
