@@ -35,9 +35,11 @@ class TestReport(L.Callback):
         self.output_dir = output_dir
         self._fit_seconds: float | None = None
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # read now: testing the best checkpoint reloads the Timer's state from it, which
-        # replaces the offset this fit resumed with by the tested checkpoint's
+        # replaces the offset this fit resumed with by the tested checkpoint's. on_fit_end,
+        # not on_train_end: a run resumed from a checkpoint at max_steps skips the training
+        # loop (no on_train_end) yet its earlier attempts' time is in the restored offset
         timer = _timer(trainer)
         self._fit_seconds = None if timer is None else round(timer.time_elapsed("train"), 3)
 

@@ -130,6 +130,13 @@ def test_fit_time_is_summed_over_a_resume(tmp_path):
     assert metrics["global_step"] == 4
     assert 1000.0 < metrics["seconds"]["fit"] < 1000.0 + took
     assert 0 < metrics["seconds"]["test"] < took
+    # an attempt that resumes at max_steps (killed during its test) trains no step, and
+    # still reports the earlier attempts' fit time, not none
+    third = build_cli(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path",
+                       str(Path(second.trainer.log_dir) / "checkpoints" / "last.ckpt")])
+    again = json.loads((Path(third.trainer.log_dir) / "metrics.json").read_text())
+    assert again["global_step"] == 4
+    assert again["seconds"]["fit"] == pytest.approx(metrics["seconds"]["fit"], abs=1.0)
 
 
 @pytest.mark.parametrize(("fast", "extra", "said"), [

@@ -89,6 +89,13 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     sweep_main(["select", "--config", str(config)])
     assert "at an edge: rte/lora chose model.lr=0.01" in capsys.readouterr().out
 
+    # before phase 2 the comparison is interim: shown, never called, whatever its interval
+    interim = study_report.write(runs, tmp_path / "interim", baselines=("lora",))
+    early = json.loads(interim["comparisons"].read_text())["comparisons"]
+    assert [(c["complete"], c["called"], c["seeds_a"], c["seeds_planned_a"]) for c in early] \
+        == [(False, False, 1, 2)]
+    assert ("| not yet (interim): seeds 1 of 2 (parade), 1 of 2 (lora) |"
+            in interim["table"].read_text())
     for i in phase2:  # finish phase 2, then the report
         run = runs[i]
         fake_finished(run, FAKE[(run.labels["method"], run.overrides["model.lr"])][1],
@@ -106,6 +113,9 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert "| rte | parade | 100 | 0.001 | 70.0 | 75.0 | 75.0–75.0 | 2 | 4 |" in table
     assert "| rte | zero_shot | 100 | – |" in table
     assert "parade − lora" in table and files["figure"].is_file()
+    final = json.loads(files["comparisons"].read_text())["comparisons"]
+    assert [(c["complete"], c["seeds_a"], c["seeds_b"]) for c in final] == [(True, 2, 2)]
+    assert "not yet" not in table
     # the rate selection with each run's dev-loss curve: was it flat at the end?
     assert ("| rte | parade | 0.001 | yes | 70.0 | 0.7000 (20) | 14.3 % | "
             "10:0.9000 20:0.7000 30:0.8000 |") in table
@@ -208,6 +218,10 @@ def test_wall_time_sums_resumed_attempts_or_says_unknown():
     # an older run resumed without the Timer: its first attempt's time is lost, so no figure
     assert study_report.wall_seconds({}, {"attempts": 2, "elapsed_s": 42.0}) is None
     assert study_report.wall_seconds({"seconds": {"fit": None, "test": 3.0}}, {}) == 3.0
+    # trained, but its fit time went unrecorded (resumed at max_steps before the fix): unknown
+    assert study_report.wall_seconds({"seconds": {"fit": None, "test": 3.0},
+                                      "global_step": 600}, {"attempts": 2}) is None
+    assert study_report.wall_seconds({"global_step": 600}, {"attempts": 1, "elapsed_s": 9.0}) == 9.0
 
 
 def _fake_lane(monkeypatch) -> list[str]:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,12 @@ def precision(run_dir: Path) -> str | None:
 def wall_seconds(metrics: dict[str, Any], status: dict[str, Any]) -> float | None:
     """Fit + test seconds of a run: ``metrics.json``'s Timer figures (a resumed run's fit time
     summed over its attempts), else the sweep's elapsed time when there was a single attempt
-    (an interrupted attempt's time is lost), else unknown."""
+    (an interrupted attempt's time is lost), else unknown. A trained run without a fit time
+    (resumed at its last step by code before on_fit_end read the Timer) is unknown too."""
     seconds = metrics.get("seconds") or {}
     if seconds.get("test") is not None:
+        if seconds.get("fit") is None and metrics.get("global_step"):
+            return None
         return round((seconds.get("fit") or 0.0) + seconds["test"], 1)
     return status.get("elapsed_s") if status.get("attempts") == 1 else None
 
@@ -91,9 +95,14 @@ def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
-                baselines: list[str]) -> list[dict[str, Any]]:
-    """``target`` minus each baseline per task, on the chosen configurations' seeds."""
+                baselines: list[str], choices: dict) -> list[dict[str, Any]]:
+    """``target`` minus each baseline per task, on the chosen configurations' seeds. Until
+    every planned seed of both cells has finished the comparison is interim: ``complete`` is
+    False and nothing is ``called``, whatever the interval (the protocol calls a difference on
+    all seeds only)."""
     by_id = {r.run_id: r for r in runs}
+    planned = Counter((runs[i].labels["task"], runs[i].labels["method"])
+                      for i in study.seed_indices(runs, choices))
     out = []
     def scores(task: str, method: str) -> list[dict[int, float]]:
         return [study.row_scores(by_id[r["run_id"]].run_dir) for r in rows
@@ -105,7 +114,11 @@ def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
             theirs = scores(task, base)
             if mine and theirs:
                 result = study.paired_bootstrap(mine, theirs)
-                out.append({"task": task, "a": target, "b": base, **result})
+                want_a, want_b = planned[(task, target)], planned[(task, base)]
+                complete = len(mine) >= want_a and len(theirs) >= want_b
+                out.append({"task": task, "a": target, "b": base, **result,
+                            "seeds_planned_a": want_a, "seeds_planned_b": want_b,
+                            "complete": complete, "called": result["called"] and complete})
     return out
 
 
@@ -133,6 +146,9 @@ def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str,
         for c in compared:
             verdict = ("yes: " + (c["a"] if c["difference"] > 0 else c["b"]) + " better") \
                 if c["called"] else "no (interval includes 0)"
+            if not c["complete"]:
+                verdict = (f"not yet (interim): seeds {c['seeds_a']} of {c['seeds_planned_a']} "
+                           f"({c['a']}), {c['seeds_b']} of {c['seeds_planned_b']} ({c['b']})")
             lines.append(f"| {c['task']} | {c['a']} − {c['b']} | {_fmt(c['difference'])} | "
                          f"[{_fmt(c['low'])}, {_fmt(c['high'])}] | {verdict} |")
     lines += _selection_lines(rows, choices)
@@ -308,7 +324,7 @@ def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "pa
     files = {"runs": out / "runs.csv", "table": out / "table.md",
              "comparisons": out / "comparisons.json"}
     files["runs"].write_text(buffer.getvalue())
-    compared = comparisons(runs, rows, target, list(baselines)) if choices else []
+    compared = comparisons(runs, rows, target, list(baselines), choices) if choices else []
     files["table"].write_text(markdown(rows, choices, compared))
     files["comparisons"].write_text(json.dumps(
         {"choices": {f"{t}/{m}": c for (t, m), c in choices.items()}, "comparisons": compared},
