@@ -144,11 +144,13 @@ def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str,
         lines += ["", "| task | comparison | difference ×100 | 95 % interval | called |",
                   "|---|---|---:|---:|---|"]
         for c in compared:
-            verdict = ("yes: " + (c["a"] if c["difference"] > 0 else c["b"]) + " better") \
-                if c["called"] else "no (interval includes 0)"
             if not c["complete"]:
                 verdict = (f"not yet (interim): seeds {c['seeds_a']} of {c['seeds_planned_a']} "
                            f"({c['a']}), {c['seeds_b']} of {c['seeds_planned_b']} ({c['b']})")
+            elif c["called"]:
+                verdict = "yes: " + (c["a"] if c["difference"] > 0 else c["b"]) + " better"
+            else:
+                verdict = "no (interval includes 0)"
             lines.append(f"| {c['task']} | {c['a']} − {c['b']} | {_fmt(c['difference'])} | "
                          f"[{_fmt(c['low'])}, {_fmt(c['high'])}] | {verdict} |")
     lines += _selection_lines(rows, choices)
