@@ -171,11 +171,11 @@ def test_paired_bootstrap_calls_only_clear_differences():
 def test_study_sweeps_ship_and_plan():
     root = Path(__file__).resolve().parents[1]
     for name in ("quality_sst2", "quality_e2e", "quality_squad", "quality_ablation_sst2",
-                 "quality_sst2_steps"):
+                 "quality_sst2_steps", "quality_e2e_steps"):
         runs = expand(load_sweep(root / "sweeps" / f"{name}.yaml"), solve_budgets=False)
         # method x rate with seed 1, plus a zero-shot row (E2E's grid gained 3e-2: edge rule)
         expected = {"quality_sst2": 16, "quality_ablation_sst2": 16, "quality_e2e": 13,
-                    "quality_sst2_steps": 3}.get(name, 10)
+                    "quality_sst2_steps": 3, "quality_e2e_steps": 3}.get(name, 10)
         # every study run trains in fp32 (docs/results/quality/README.md, "Cost")
         assert all(r.overrides["trainer.precision"] == "32-true" for r in runs), name
         assert len(study.selection_indices(runs, 1)) == expected, name
@@ -184,11 +184,25 @@ def test_study_sweeps_ship_and_plan():
         mode = runs[0].overrides.get("model.dev_generation", "every")
         assert mode == ("every" if name == "quality_sst2" else "tested"), name
     assert "dev_generation" in inspect.signature(PeftLitModule).parameters
-    # the flattening check: each method once, at the rate it chose at 600 steps, twice the steps
-    steps = expand(load_sweep(root / "sweeps/quality_sst2_steps.yaml"), solve_budgets=False)
-    assert {(r.labels["method"], r.overrides["model.lr"], r.overrides["trainer.max_steps"])
-            for r in steps} == {("parade", 0.01, 1200), ("lora", 0.003, 1200),
-                                ("ia3_paper", 0.01, 1200)}
+    # the flattening checks: each method once, at the rate it chose at 600 steps on that task's
+    # dev, twice the steps, the rest of the task's protocol unchanged
+    chosen = {"sst2": {"parade": 0.01, "lora": 0.003, "ia3_paper": 0.01},
+              "e2e": {"parade": 0.003, "lora": 0.01, "ia3_paper": 0.01}}
+    for task, rates in chosen.items():
+        steps = expand(load_sweep(root / f"sweeps/quality_{task}_steps.yaml"),
+                       solve_budgets=False)
+        study_run = expand(load_sweep(root / f"sweeps/quality_{task}.yaml"),
+                           solve_budgets=False)[0]
+        assert {(r.labels["method"], r.overrides["model.lr"], r.overrides["trainer.max_steps"])
+                for r in steps} == {(m, lr, 1200) for m, lr in rates.items()}, task
+        for run in steps:
+            assert run.labels["task"] == task and run.labels["seed"] == "seed1"
+            differs = {k for k in set(run.overrides) | set(study_run.overrides)
+                       if run.overrides.get(k) != study_run.overrides.get(k)
+                       and not k.startswith("trainer.logger.")}
+            # SST-2's own runs generate the dev metric at every validation (they began so)
+            assert differs <= {"trainer.max_steps", "data.init_args.max_train_examples",
+                               "model.lr", "model.dev_generation"}, (task, differs)
 
 
 def test_dev_curves_are_read_once_per_state_of_the_event_files(tmp_path, monkeypatch):
