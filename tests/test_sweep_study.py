@@ -53,6 +53,14 @@ def fake_finished(run, scores: list[int], curve=()) -> None:
         json.dumps({"index": i, "score": float(s)}) + "\n" for i, s in enumerate(scores)))
 
 
+def _finish(runs, indices, fake) -> None:
+    for i in indices:
+        run = runs[i]
+        curve, scores = fake.get((run.labels["method"], run.overrides["model.lr"]),
+                                 ((), [1, 0, 0, 0]))  # the zero-shot row: no training
+        fake_finished(run, scores, curve)
+
+
 def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_path, capsys):
     config = write_sweep(tmp_path, axes=AXES)
     runs = expand(load_sweep(config))
@@ -61,11 +69,7 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert [runs[i].run_id for i in phase1] == [
         "rte/parade/lr=0.001/seed1", "rte/parade/lr=0.01/seed1", "rte/lora/lr=0.001/seed1",
         "rte/lora/lr=0.01/seed1", "rte/zero_shot/lr=0.001/seed1"]
-    for i in phase1:
-        run = runs[i]
-        curve, scores = FAKE.get((run.labels["method"], run.overrides["model.lr"]),
-                                 ((), [1, 0, 0, 0]))
-        fake_finished(run, scores, curve)
+    _finish(runs, phase1, FAKE)
     choices = study.select(runs, seed=1)
     # PARADE lr 0.001: its lowest dev loss (0.7 at step 20) has accuracy 0.70 — the 0.90 at
     # step 30 is not the tested checkpoint; lr 0.01: 0.60 at its lowest loss. 0.70 wins.
@@ -96,10 +100,7 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
         == [(False, False, 1, 2)]
     assert ("| not yet (interim): seeds 1 of 2 (parade), 1 of 2 (lora) |"
             in interim["table"].read_text())
-    for i in phase2:  # finish phase 2, then the report
-        run = runs[i]
-        fake_finished(run, FAKE[(run.labels["method"], run.overrides["model.lr"])][1],
-                      FAKE[(run.labels["method"], run.overrides["model.lr"])][0])
+    _finish(runs, phase2, FAKE)  # finish phase 2, then the report
     files = study_report.write(runs, tmp_path / "report", baselines=("lora",))
     rows = list(csv.DictReader(files["runs"].open()))
     assert len(rows) == 7 and {r["phase"] for r in rows} == {"selection", "seeds"}
@@ -153,6 +154,53 @@ def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):
     assert [(lr, round(score, 3), chosen) for lr, score, chosen in panels["rates"]["parade"]] == [
         (0.001, 70.0, False)]
     assert list(panels["rates"]) == ["parade"] and panels["tests"] == {}
+
+
+def test_an_ablation_is_compared_with_the_full_method_of_another_sweep(tmp_path, capsys):
+    """``study-report --reference``: the variants of an ablation sweep against the target
+    method's cell in the main study's sweep, at the rate chosen there (paper table 6)."""
+    (tmp_path / "main").mkdir(), (tmp_path / "ablation").mkdir()
+    main_config = write_sweep(tmp_path / "main", axes=AXES)
+    ablation_config = write_sweep(tmp_path / "ablation", name="ablation",
+                                  axes={**AXES, "method": ["parade2"]})
+    variant = {("parade2", 0.001): ([(10, 0.8, 0.60)], [1, 1, 0, 0]),
+               ("parade2", 0.01): ([(10, 0.7, 0.75)], [0, 1, 0, 0])}
+    main_runs = expand(load_sweep(main_config))
+    runs = expand(load_sweep(ablation_config))
+    _finish(runs, study.selection_indices(runs, seed=1), variant)
+    out = tmp_path / "report"
+    args = ["study-report", "--config", str(ablation_config), "--reference", str(main_config),
+            "--baselines", "parade2", "--out", str(out)]
+    with pytest.raises(SystemExit, match="reference sweep tiny has no chosen rate for 'parade'"):
+        sweep_main(args)  # the main study's phase 1 has not run: nothing to compare with
+    assert not (out / "table.md").exists()
+    _finish(main_runs, study.selection_indices(main_runs, seed=1), FAKE)
+    sweep_main(args)  # the main study's seed 2 is still to run: interim
+    interim = json.loads((out / "comparisons.json").read_text())
+    assert [(c["a"], c["b"], c["seeds_a"], c["seeds_planned_a"], c["seeds_b"], c["complete"])
+            for c in interim["comparisons"]] == [("parade", "parade2", 1, 2, 1, False)]
+    choices = study.select(main_runs, 1)
+    _finish(main_runs, study.seed_indices(main_runs, choices), FAKE)
+    _finish(runs, study.seed_indices(runs, study.select(runs, 1)), variant)
+    capsys.readouterr()
+    sweep_main(args)
+    table = (out / "table.md").read_text()
+    assert table in capsys.readouterr().out
+    head = table.splitlines()
+    # the full method first, named with its sweep, at the rate it chose there; then the variant
+    assert head[2] == "| rte | parade (from tiny) | 100 | 0.001 | 70.0 | 75.0 | 75.0–75.0 | 2 | 4 |"
+    assert head[3] == "| rte | parade2 | 100 | 0.01 | 75.0 | 25.0 | 25.0–25.0 | 2 | 4 |"
+    assert "| rte | parade − parade2 | 50.0 |" in table and "not yet" not in table
+    record = json.loads((out / "comparisons.json").read_text())
+    assert record["reference"]["sweep"] == "tiny"
+    assert list(record["reference"]["choices"]) == ["rte/parade"]
+    assert record["reference"]["choices"]["rte/parade"]["group"] == "lr=0.001"
+    [final] = record["comparisons"]
+    assert (final["difference"], final["seeds_a"], final["seeds_b"], final["complete"]) == (
+        pytest.approx(0.5), 2, 2, True)
+    # runs.csv and the rate selection hold this sweep's runs only
+    assert {r["method"] for r in csv.DictReader((out / "runs.csv").open())} == {"parade2"}
+    assert "| rte | parade | 0.001 |" not in table
 
 
 def test_paired_bootstrap_calls_only_clear_differences():

@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
     p.add_argument("--target", default="parade", help="method label compared (default parade)")
     p.add_argument("--baselines", nargs="*", default=["lora", "ia3_paper"])
+    p.add_argument("--reference", metavar="SWEEP",
+                   help="another study sweep that holds the --target method: its cell at the "
+                        "rate chosen there is compared with this sweep's --baselines (an "
+                        "ablation: --reference sweeps/quality_sst2.yaml --baselines parade1 "
+                        "parade2 parade3 parade4)")
 
     p = sub.add_parser("budget", help="solve a method's size for a parameter budget")
     p.add_argument("--backbone", default="smollm2-135m",
@@ -296,8 +301,15 @@ def _study_run(args: argparse.Namespace) -> int:
 
 def _study_report(args: argparse.Namespace) -> None:
     _, runs = _load(args)
-    files = study_report.write(runs, Path(args.out), args.seed, args.target,
-                               tuple(args.baselines))
+    reference = None
+    if args.reference:
+        other = load_sweep(args.reference, root=args.root)
+        reference = (other.name, expand(other))
+    try:
+        files = study_report.write(runs, Path(args.out), args.seed, args.target,
+                                   tuple(args.baselines), reference)
+    except ValueError as error:
+        raise SystemExit(f"parade sweep study-report: {error}") from None
     print(files["table"].read_text())
     print("\n".join(f"wrote {p}" for p in files.values()))
 

@@ -94,52 +94,64 @@ def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
 
-def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
-                baselines: list[str], choices: dict) -> list[dict[str, Any]]:
-    """``target`` minus each baseline per task, on the chosen configurations' seeds. Until
-    every planned seed of both cells has finished the comparison is interim: ``complete`` is
-    False and nothing is ``called``, whatever the interval (the protocol calls a difference on
-    all seeds only)."""
+def cells(runs: list[Run], rows: list[dict[str, Any]], choices: dict
+          ) -> dict[tuple[str, str], tuple[list[dict[int, float]], int]]:
+    """``(task, method) -> (per-row test scores of each finished seed at the chosen rate,
+    seeds planned there)``."""
     by_id = {r.run_id: r for r in runs}
     planned = Counter((runs[i].labels["task"], runs[i].labels["method"])
                       for i in study.seed_indices(runs, choices))
-    out = []
-    def scores(task: str, method: str) -> list[dict[int, float]]:
-        return [study.row_scores(by_id[r["run_id"]].run_dir) for r in rows
-                if r["task"] == task and r["method"] == method and r["chosen"]]
+    scores: dict[tuple[str, str], list[dict[int, float]]] = {}
+    for r in rows:
+        if r["chosen"]:
+            scores.setdefault((r["task"], r["method"]), []).append(
+                study.row_scores(by_id[r["run_id"]].run_dir))
+    return {key: (cell, planned[key]) for key, cell in scores.items()}
 
+
+def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
+                baselines: list[str], choices: dict,
+                reference: dict[tuple[str, str], tuple[list[dict[int, float]], int]] | None = None
+                ) -> list[dict[str, Any]]:
+    """``target`` minus each baseline per task, on the chosen configurations' seeds. Until
+    every planned seed of both cells has finished the comparison is interim: ``complete`` is
+    False and nothing is ``called``, whatever the interval (the protocol calls a difference on
+    all seeds only). ``reference`` (another study's :func:`cells`) supplies the target's cell
+    instead of this sweep: an ablation's variants against the full method of the main study."""
+    own = cells(runs, rows, choices)
+    targets = own if reference is None else reference
+    out = []
     for task in dict.fromkeys(r["task"] for r in rows):
-        mine = scores(task, target)
+        if (task, target) not in targets:
+            continue
+        mine, want_a = targets[(task, target)]
         for base in baselines:
-            theirs = scores(task, base)
-            if mine and theirs:
-                result = study.paired_bootstrap(mine, theirs)
-                want_a, want_b = planned[(task, target)], planned[(task, base)]
-                complete = len(mine) >= want_a and len(theirs) >= want_b
-                out.append({"task": task, "a": target, "b": base, **result,
-                            "seeds_planned_a": want_a, "seeds_planned_b": want_b,
-                            "complete": complete, "called": result["called"] and complete})
+            if (task, base) not in own:
+                continue
+            theirs, want_b = own[(task, base)]
+            result = study.paired_bootstrap(mine, theirs)
+            complete = len(mine) >= want_a and len(theirs) >= want_b
+            out.append({"task": task, "a": target, "b": base, **result,
+                        "seeds_planned_a": want_a, "seeds_planned_b": want_b,
+                        "complete": complete, "called": result["called"] and complete})
     return out
 
 
-def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str, Any]],
+             reference: tuple[str, list[dict[str, Any]], dict] | None = None) -> str:
     """The headline table (chosen rates, test over seeds), the comparisons, and the rate
-    selection on dev with each run's dev-loss curve (whether the loss had flattened)."""
+    selection on dev with each run's dev-loss curve (whether the loss had flattened).
+    ``reference`` (``(sweep name, rows, choices)`` of another study, its target only) puts the
+    compared cell of that study first in the headline table, its sweep named beside it."""
     lines = []
     if choices:
         lines += ["| task | method | trainable | lr (chosen on dev) | dev score (seed of choice) "
                   "| test median ×100 | test min–max | seeds | rows |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for (task, method), choice in choices.items():
-        cell = [r for r in rows if r["task"] == task and r["method"] == method and r["chosen"]]
-        if not cell:
-            continue
-        tests = [r["test_score"] for r in cell]
-        lr = "–" if cell[0]["steps"] == 0 else f"{cell[0]['lr']:g}"
-        lines.append(
-            f"| {task} | {method} | {cell[0]['trainable_parameters']:,} | {lr} | "
-            f"{_fmt(choice['dev_score'])} | {_fmt(statistics.median(tests))} | "
-            f"{_fmt(min(tests))}–{_fmt(max(tests))} | {len(tests)} | {cell[0]['test_rows']} |")
+        if reference is not None:
+            name, ref_rows, ref_choices = reference
+            lines += _headline_lines(ref_rows, ref_choices, f" (from {name})")
+        lines += _headline_lines(rows, choices)
     if compared:
         lines += ["", "| task | comparison | difference ×100 | 95 % interval | called |",
                   "|---|---|---:|---:|---|"]
@@ -155,6 +167,22 @@ def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str,
                          f"[{_fmt(c['low'])}, {_fmt(c['high'])}] | {verdict} |")
     lines += _selection_lines(rows, choices)
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _headline_lines(rows: list[dict[str, Any]], choices: dict, source: str = "") -> list[str]:
+    """One headline row per chosen (task, method) with a finished run."""
+    lines = []
+    for (task, method), choice in choices.items():
+        cell = [r for r in rows if r["task"] == task and r["method"] == method and r["chosen"]]
+        if not cell:
+            continue
+        tests = [r["test_score"] for r in cell]
+        lr = "–" if cell[0]["steps"] == 0 else f"{cell[0]['lr']:g}"
+        lines.append(
+            f"| {task} | {method}{source} | {cell[0]['trainable_parameters']:,} | {lr} | "
+            f"{_fmt(choice['dev_score'])} | {_fmt(statistics.median(tests))} | "
+            f"{_fmt(min(tests))}–{_fmt(max(tests))} | {len(tests)} | {cell[0]['test_rows']} |")
+    return lines
 
 
 def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
@@ -315,10 +343,24 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
 
 
 def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "parade",
-          baselines: tuple[str, ...] = ("lora", "ia3_paper")) -> dict[str, Path]:
-    """Write the report files into ``out``; returns them by kind."""
+          baselines: tuple[str, ...] = ("lora", "ia3_paper"),
+          reference: tuple[str, list[Run]] | None = None) -> dict[str, Path]:
+    """Write the report files into ``out``; returns them by kind. ``reference`` (``(sweep
+    name, its runs)``) takes the ``target`` cell from another study sweep, at the rate chosen
+    there: an ablation sweep of variants compared with the full method of the main study."""
     out.mkdir(parents=True, exist_ok=True)
     rows, choices = collect(runs, selection_seed)
+    ref_cells, ref_table = None, None
+    if reference is not None:
+        name, ref_runs = reference
+        ref_rows, ref_choices = collect(ref_runs, selection_seed)
+        ref_rows = [r for r in ref_rows if r["method"] == target]
+        ref_choices = {k: c for k, c in ref_choices.items() if k[1] == target}
+        if not ref_choices:
+            raise ValueError(f"the reference sweep {name} has no chosen rate for {target!r} "
+                             "(its phase 1 is unfinished, or it has no such method)")
+        ref_cells = cells(ref_runs, ref_rows, ref_choices)
+        ref_table = (name, ref_rows, ref_choices)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, _RUN_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -326,11 +368,15 @@ def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "pa
     files = {"runs": out / "runs.csv", "table": out / "table.md",
              "comparisons": out / "comparisons.json"}
     files["runs"].write_text(buffer.getvalue())
-    compared = comparisons(runs, rows, target, list(baselines), choices) if choices else []
-    files["table"].write_text(markdown(rows, choices, compared))
-    files["comparisons"].write_text(json.dumps(
-        {"choices": {f"{t}/{m}": c for (t, m), c in choices.items()}, "comparisons": compared},
-        indent=2, default=str))
+    compared = (comparisons(runs, rows, target, list(baselines), choices, ref_cells)
+                if choices else [])
+    files["table"].write_text(markdown(rows, choices, compared, ref_table))
+    record: dict[str, Any] = {"choices": {f"{t}/{m}": c for (t, m), c in choices.items()},
+                              "comparisons": compared}
+    if ref_table is not None:
+        record["reference"] = {"sweep": ref_table[0], "choices": {
+            f"{t}/{m}": c for (t, m), c in ref_table[2].items()}}
+    files["comparisons"].write_text(json.dumps(record, indent=2, default=str))
     if figure(runs, rows, out / "dev_curves.png", selection_seed):
         files["figure"] = out / "dev_curves.png"
     return files
