@@ -161,8 +161,11 @@ def test_an_ablation_is_compared_with_the_full_method_of_another_sweep(tmp_path,
     method's cell in the main study's sweep, at the rate chosen there (paper table 6)."""
     (tmp_path / "main").mkdir(), (tmp_path / "ablation").mkdir()
     main_config = write_sweep(tmp_path / "main", axes=AXES)
+    # the sweep file names its reference (study-report's defaults; the options override them)
     ablation_config = write_sweep(tmp_path / "ablation", name="ablation",
-                                  axes={**AXES, "method": ["parade2"]})
+                                  axes={**AXES, "method": ["parade2"]},
+                                  report={"title": "Variants", "reference": str(main_config),
+                                          "baselines": ["parade2"]})
     variant = {("parade2", 0.001): ([(10, 0.8, 0.60)], [1, 1, 0, 0]),
                ("parade2", 0.01): ([(10, 0.7, 0.75)], [0, 1, 0, 0])}
     main_runs = expand(load_sweep(main_config))
@@ -183,7 +186,7 @@ def test_an_ablation_is_compared_with_the_full_method_of_another_sweep(tmp_path,
     _finish(main_runs, study.seed_indices(main_runs, choices), FAKE)
     _finish(runs, study.seed_indices(runs, study.select(runs, 1)), variant)
     capsys.readouterr()
-    sweep_main(args)
+    sweep_main(["study-report", "--config", str(ablation_config), "--out", str(out)])
     table = (out / "table.md").read_text()
     assert table in capsys.readouterr().out
     head = table.splitlines()
@@ -201,6 +204,28 @@ def test_an_ablation_is_compared_with_the_full_method_of_another_sweep(tmp_path,
     # runs.csv and the rate selection hold this sweep's runs only
     assert {r["method"] for r in csv.DictReader((out / "runs.csv").open())} == {"parade2"}
     assert "| rte | parade | 0.001 |" not in table
+
+    # the whole study in one place: both sweeps' runs, headline tables, comparisons, a figure
+    summary = tmp_path / "summary"
+    (summary / "ablation").mkdir(parents=True)
+    (summary / "ablation" / "table.md").write_text(table)
+    empty = write_sweep(tmp_path / "summary", name="later", axes=AXES)  # nothing run yet
+    sweep_main(["study-summary", "--config", str(main_config), "--config",
+                str(ablation_config), "--config", str(empty), "--out", str(summary)])
+    rows = list(csv.DictReader((summary / "runs.csv").open()))
+    assert [(r["sweep"], r["method"]) for r in rows].count(("tiny", "parade")) == 3
+    assert {r["sweep"] for r in rows} == {"tiny", "ablation"} and len(rows) == 7 + 3
+    text = (summary / "table.md").read_text()
+    assert text.index("## tiny") < text.index("## Variants")
+    assert "Sweep `tiny`." in text and "[`ablation/table.md`](ablation/table.md)" in text
+    assert "| rte | parade − lora |" in text and "| rte | parade − parade2 | 50.0 |" in text
+    assert "| rte | parade (from tiny) | 100 | 0.001 |" in text
+    assert "Rate selection" not in text  # that stays in each sweep's own report
+    assert text.endswith("## later\n\nSweep `later`.\n\nNo run has finished yet.\n")
+    assert (summary / "summary.png").stat().st_size > 10_000
+    cells = study_report.summary_cells(study_report.gather(
+        runs, reference=("tiny", main_runs), target="parade", baselines=("parade2",)))
+    assert cells == {"rte": {"parade (ref.)": [75.0, 75.0], "parade2": [25.0, 25.0]}}
 
 
 def test_paired_bootstrap_calls_only_clear_differences():

@@ -1,5 +1,6 @@
 """``parade sweep {plan,run,run-one,status,report,budget}`` (see ``docs/sweeps.md``) and the
-quality study's ``select``, ``study-run`` and ``study-report`` (``docs/results/quality/``)."""
+quality study's ``select``, ``study-run``, ``study-report`` and ``study-summary``
+(``docs/results/quality/``)."""
 
 from __future__ import annotations
 
@@ -97,13 +98,25 @@ def _parser() -> argparse.ArgumentParser:
     sweep_args(p)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
-    p.add_argument("--target", default="parade", help="method label compared (default parade)")
-    p.add_argument("--baselines", nargs="*", default=["lora", "ia3_paper"])
+    p.add_argument("--target", help="method label compared (default: the sweep file's "
+                   "report: target:, else parade)")
+    p.add_argument("--baselines", nargs="*", help="methods the target is compared with "
+                   "(default: report: baselines:, else lora ia3_paper)")
     p.add_argument("--reference", metavar="SWEEP",
                    help="another study sweep that holds the --target method: its cell at the "
                         "rate chosen there is compared with this sweep's --baselines (an "
                         "ablation: --reference sweeps/quality_sst2.yaml --baselines parade1 "
-                        "parade2 parade3 parade4)")
+                        "parade2 parade3 parade4; default: report: reference:)")
+
+    p = sub.add_parser("study-summary", help="several study sweeps in one place: runs.csv "
+                       "(every finished run), table.md (each sweep's headline table and "
+                       "comparisons) and summary.png (test scores over seeds, paired "
+                       "differences with their intervals)")
+    p.add_argument("--config", action="append", required=True,
+                   help="a study sweep file (its report: target/baselines/reference apply); "
+                        "repeat it, in the order the summary shows them")
+    p.add_argument("--out", required=True, help="summary folder")
+    p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
 
     p = sub.add_parser("budget", help="solve a method's size for a parameter budget")
     p.add_argument("--backbone", default="smollm2-135m",
@@ -299,17 +312,45 @@ def _study_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_options(sweep: Sweep, target: str | None = None, baselines: list[str] | None = None,
+                   reference: str | None = None) -> dict[str, Any]:
+    """What a study report compares: the options given, else the sweep file's ``report:``
+    keys ``target``, ``baselines`` and ``reference`` (a sweep file, relative to the sweep's
+    root), else PARADE against LoRA and (IA)³ within the sweep."""
+    target = target or sweep.report.get("target", "parade")
+    baselines = baselines or sweep.report.get("baselines") or ["lora", "ia3_paper"]
+    other = None
+    if reference:
+        other = load_sweep(reference)
+    elif sweep.report.get("reference"):
+        path = Path(str(sweep.report["reference"]))
+        other = load_sweep(path if path.is_absolute() else sweep.root / path, root=sweep.root)
+    return {"target": str(target), "baselines": tuple(map(str, baselines)),
+            "reference": None if other is None else (other.name, expand(other))}
+
+
 def _study_report(args: argparse.Namespace) -> None:
-    _, runs = _load(args)
-    reference = None
-    if args.reference:
-        other = load_sweep(args.reference, root=args.root)
-        reference = (other.name, expand(other))
+    sweep, runs = _load(args)
+    options = _study_options(sweep, args.target, args.baselines, args.reference)
     try:
-        files = study_report.write(runs, Path(args.out), args.seed, args.target,
-                                   tuple(args.baselines), reference)
+        files = study_report.write(runs, Path(args.out), args.seed, **options)
     except ValueError as error:
         raise SystemExit(f"parade sweep study-report: {error}") from None
+    print(files["table"].read_text())
+    print("\n".join(f"wrote {p}" for p in files.values()))
+
+
+def _study_summary(args: argparse.Namespace) -> None:
+    studies = []
+    for config in args.config:
+        sweep = load_sweep(config)
+        try:
+            studies.append(study_report.gather(
+                expand(sweep), args.seed, name=sweep.name,
+                title=sweep.report.get("title", ""), **_study_options(sweep)))
+        except ValueError as error:
+            raise SystemExit(f"parade sweep study-summary: {config}: {error}") from None
+    files = study_report.write_summary(studies, Path(args.out))
     print(files["table"].read_text())
     print("\n".join(f"wrote {p}" for p in files.values()))
 
@@ -325,7 +366,8 @@ def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     handlers = {"plan": _plan, "run": _run, "run-one": _run_one, "status": _status,
                 "report": _report, "budget": _budget, "select": _select,
-                "study-run": _study_run, "study-report": _study_report}
+                "study-run": _study_run, "study-report": _study_report,
+                "study-summary": _study_summary}
     try:
         code = handlers[args.command](args)
     except BrokenPipeError:  # `parade sweep plan … | head`: the reader left, not an error

@@ -14,6 +14,7 @@ import io
 import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def comparisons(runs: list[Run], rows: list[dict[str, Any]], target: str,
 
 
 def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str, Any]],
-             reference: tuple[str, list[dict[str, Any]], dict] | None = None) -> str:
+             reference: tuple[str, list[dict[str, Any]], dict] | None = None,
+             selection: bool = True) -> str:
     """The headline table (chosen rates, test over seeds), the comparisons, and the rate
     selection on dev with each run's dev-loss curve (whether the loss had flattened).
     ``reference`` (``(sweep name, rows, choices)`` of another study, its target only) puts the
@@ -165,7 +167,8 @@ def markdown(rows: list[dict[str, Any]], choices: dict, compared: list[dict[str,
                 verdict = "no (interval includes 0)"
             lines.append(f"| {c['task']} | {c['a']} − {c['b']} | {_fmt(c['difference'])} | "
                          f"[{_fmt(c['low'])}, {_fmt(c['high'])}] | {verdict} |")
-    lines += _selection_lines(rows, choices)
+    if selection:
+        lines += _selection_lines(rows, choices)
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
@@ -342,41 +345,162 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
     return True
 
 
-def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "parade",
-          baselines: tuple[str, ...] = ("lora", "ia3_paper"),
-          reference: tuple[str, list[Run]] | None = None) -> dict[str, Path]:
-    """Write the report files into ``out``; returns them by kind. ``reference`` (``(sweep
-    name, its runs)``) takes the ``target`` cell from another study sweep, at the rate chosen
-    there: an ablation sweep of variants compared with the full method of the main study."""
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Study:
+    """One study sweep's results, as ``study-report`` writes them and ``study-summary``
+    gathers them: every finished run's row, the rates chosen on dev, the paired comparisons
+    and, for an ablation, the reference cell taken from another sweep."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    choices: dict
+    compared: list[dict[str, Any]]
+    reference: tuple[str, list[dict[str, Any]], dict] | None = None
+    title: str = ""
+
+
+def gather(runs: list[Run], selection_seed: int = 1, target: str = "parade",
+           baselines: tuple[str, ...] = ("lora", "ia3_paper"),
+           reference: tuple[str, list[Run]] | None = None, name: str = "",
+           title: str = "") -> Study:
+    """A study's results. ``reference`` (``(sweep name, its runs)``) takes the ``target`` cell
+    from another study sweep, at the rate chosen there: an ablation sweep of variants compared
+    with the full method of the main study."""
     rows, choices = collect(runs, selection_seed)
     ref_cells, ref_table = None, None
     if reference is not None:
-        name, ref_runs = reference
+        ref_name, ref_runs = reference
         ref_rows, ref_choices = collect(ref_runs, selection_seed)
         ref_rows = [r for r in ref_rows if r["method"] == target]
         ref_choices = {k: c for k, c in ref_choices.items() if k[1] == target}
         if not ref_choices:
-            raise ValueError(f"the reference sweep {name} has no chosen rate for {target!r} "
-                             "(its phase 1 is unfinished, or it has no such method)")
+            raise ValueError(f"the reference sweep {ref_name} has no chosen rate for "
+                             f"{target!r} (its phase 1 is unfinished, or it has no such method)")
         ref_cells = cells(ref_runs, ref_rows, ref_choices)
-        ref_table = (name, ref_rows, ref_choices)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, _RUN_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    files = {"runs": out / "runs.csv", "table": out / "table.md",
-             "comparisons": out / "comparisons.json"}
-    files["runs"].write_text(buffer.getvalue())
+        ref_table = (ref_name, ref_rows, ref_choices)
     compared = (comparisons(runs, rows, target, list(baselines), choices, ref_cells)
                 if choices else [])
-    files["table"].write_text(markdown(rows, choices, compared, ref_table))
-    record: dict[str, Any] = {"choices": {f"{t}/{m}": c for (t, m), c in choices.items()},
-                              "comparisons": compared}
-    if ref_table is not None:
-        record["reference"] = {"sweep": ref_table[0], "choices": {
-            f"{t}/{m}": c for (t, m), c in ref_table[2].items()}}
+    return Study(name, rows, choices, compared, ref_table, title)
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "parade",
+          baselines: tuple[str, ...] = ("lora", "ia3_paper"),
+          reference: tuple[str, list[Run]] | None = None) -> dict[str, Path]:
+    """Write the report files into ``out``; returns them by kind (``reference``: see
+    :func:`gather`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = gather(runs, selection_seed, target, baselines, reference)
+    files = {"runs": out / "runs.csv", "table": out / "table.md",
+             "comparisons": out / "comparisons.json"}
+    files["runs"].write_text(_csv(result.rows, _RUN_COLUMNS))
+    files["table"].write_text(markdown(result.rows, result.choices, result.compared,
+                                       result.reference))
+    record: dict[str, Any] = {
+        "choices": {f"{t}/{m}": c for (t, m), c in result.choices.items()},
+        "comparisons": result.compared}
+    if result.reference is not None:
+        record["reference"] = {"sweep": result.reference[0], "choices": {
+            f"{t}/{m}": c for (t, m), c in result.reference[2].items()}}
     files["comparisons"].write_text(json.dumps(record, indent=2, default=str))
-    if figure(runs, rows, out / "dev_curves.png", selection_seed):
+    if figure(runs, result.rows, out / "dev_curves.png", selection_seed):
         files["figure"] = out / "dev_curves.png"
     return files
+
+
+def summary_cells(study_: Study) -> dict[str, dict[str, list[float]]]:
+    """``task -> method -> test scores ×100`` at the chosen rates, the reference cell first."""
+    out: dict[str, dict[str, list[float]]] = {}
+    sources = ([(study_.reference[1], " (ref.)")] if study_.reference else []) + [
+        (study_.rows, "")]
+    for rows, suffix in sources:
+        for r in rows:
+            if r["chosen"] and r["test_score"] is not None:
+                out.setdefault(r["task"], {}).setdefault(r["method"] + suffix, []).append(
+                    100 * r["test_score"])
+    return out
+
+
+def write_summary(studies: list[Study], out: Path) -> dict[str, Path]:
+    """The whole study in one place: ``runs.csv`` (every finished run of every sweep, the
+    sweep named first), ``table.md`` (each sweep's headline table and comparisons; the rate
+    selection stays in each sweep's own report) and ``summary.png`` (per sweep and task: the
+    test scores at the chosen rates over seeds, and each paired difference with its 95 %
+    interval)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"runs": out / "runs.csv", "table": out / "table.md"}
+    files["runs"].write_text(_csv([{"sweep": s.name, **r} for s in studies for r in s.rows],
+                                  ["sweep", *_RUN_COLUMNS]))
+    lines = []
+    for s in studies:
+        lines += [f"## {s.title or s.name}", ""]
+        if (out / s.name / "table.md").is_file():
+            lines += [f"Sweep `{s.name}`; its rate selection and dev-loss curves: "
+                      f"[`{s.name}/table.md`]({s.name}/table.md).", ""]
+        else:
+            lines += [f"Sweep `{s.name}`.", ""]
+        body = markdown(s.rows, s.choices, s.compared, s.reference, selection=False).strip()
+        if not s.rows:
+            body = "No run has finished yet."
+        lines += [body or f"No rate chosen yet (phase 1 not finished: {len(s.rows)} runs in).",
+                  ""]
+    files["table"].write_text("\n".join(lines))
+    if summary_figure(studies, out / "summary.png"):
+        files["figure"] = out / "summary.png"
+    return files
+
+
+def summary_figure(studies: list[Study], path: Path) -> bool:
+    """Per sweep and task, two panels: the test score of each method at its chosen rate
+    (median, min–max over seeds, one dot per seed; the zero-shot row in the axis label) and
+    each paired difference with its 95 % bootstrap interval (filled: called; hollow: not
+    called or interim)."""
+    panels = [(s, task, methods) for s in studies
+              for task, methods in summary_cells(s).items()]
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 2, figsize=(13, 3.4 * len(panels)), squeeze=False)
+    for (score_ax, diff_ax), (s, task, methods) in zip(axes, panels, strict=True):
+        untrained = {r["method"] for r in s.rows if r["task"] == task and not r["steps"]}
+        trained = [m for m in methods if m not in untrained]
+        for i, method in enumerate(trained):
+            scores = methods[method]
+            median = statistics.median(scores)
+            score_ax.errorbar(i, median, yerr=[[median - min(scores)], [max(scores) - median]],
+                              marker="_", markersize=20, capsize=5)
+            score_ax.plot([i] * len(scores), scores, ".", color="black", markersize=5)
+        score_ax.set_xticks(range(len(trained)), trained, fontsize=8)
+        score_ax.set_xlim(-0.5, len(trained) - 0.5)
+        metric = next((r["metric"] for r in s.rows if r["task"] == task), "")
+        score_ax.set_title(f"{s.name} · {task}: test {metric} ×100 (median, min–max)",
+                           fontsize=9)
+        zero = [f"{m}: {statistics.median(methods[m]):.1f}" for m in methods if m in untrained]
+        if zero:
+            score_ax.set_xlabel("; ".join(zero))
+        mine = [c for c in s.compared if c["task"] == task]
+        for i, c in enumerate(mine):
+            x, low, high = 100 * c["difference"], 100 * c["low"], 100 * c["high"]
+            diff_ax.errorbar(x, i, xerr=[[x - low], [high - x]], marker="o", capsize=4,
+                             color="black", markerfacecolor="black" if c["called"] else "white")
+        diff_ax.axvline(0, color="grey", linewidth=0.8)
+        diff_ax.set_yticks(range(len(mine)), [
+            f"{c['a']} − {c['b']}" + ("" if c["complete"] else " (interim)") for c in mine],
+            fontsize=8)
+        diff_ax.set_ylim(-0.5, max(len(mine), 1) - 0.5)
+        diff_ax.set_title("paired difference ×100, 95 % interval (filled: called)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
