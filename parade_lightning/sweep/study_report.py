@@ -3,8 +3,10 @@
 Given study sweeps (see :mod:`parade_lightning.sweep.study`), per task and method at the rate
 chosen on dev: the median and range of the test score over seeds, the dev score the choice was
 made on, the trainable parameters; the zero-shot row; paired bootstrap intervals of PARADE
-minus each baseline on the same test rows; a figure of the dev score against the rate, the
-dev-loss curves and the test scores over seeds.
+minus each baseline on the same test rows (for an ablation sweep, PARADE's cell comes from the
+main study's sweep: :func:`gather`'s ``reference``); a figure of the dev score against the
+rate, the dev-loss curves and the test scores over seeds. :func:`write_summary` gathers several
+study sweeps into one ``runs.csv``, ``table.md`` and ``summary.png``.
 """
 
 from __future__ import annotations
