@@ -13,7 +13,7 @@ from test_sweep import write_sweep
 from torch.utils.tensorboard import SummaryWriter
 
 from parade_lightning import PeftLitModule
-from parade_lightning.sweep import study, study_report
+from parade_lightning.sweep import study, study_figures, study_report
 from parade_lightning.sweep.commands import main as sweep_main
 from parade_lightning.sweep.plan import expand
 from parade_lightning.sweep.sweep_file import load_sweep
@@ -132,7 +132,7 @@ def test_rates_are_chosen_on_dev_at_the_tested_checkpoint_and_seeds_follow(tmp_p
     assert float(rows[0]["dev_loss_last_change"]) == pytest.approx(0.8 / 0.7 - 1)
     # the figure's score panels: dev score against the rate (the choice flagged), and the test
     # scores over seeds at the chosen rate, the zero-shot row included
-    panels = study_report.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
+    panels = study_figures.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
     panels["rates"] = {m: [(lr, round(score, 3), chosen) for lr, score, chosen in points]
                        for m, points in panels["rates"].items()}  # the dev scores are float32
     assert panels["rates"] == {"parade": [(0.001, 70.0, True), (0.01, 60.0, False)],
@@ -150,7 +150,7 @@ def test_an_unfinished_phase_1_still_reports_its_runs_on_dev(tmp_path):
     assert "phase 1 not finished" in table and "| rte | parade | 0.001 |  | 70.0 |" in table
     assert "test median" not in table  # no rate is chosen yet: no headline table
     assert len(list(csv.DictReader(files["runs"].open()))) == 1 and files["figure"].is_file()
-    panels = study_report.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
+    panels = study_figures.figure_data(study_report.collect(runs, 1)[0], 1)["rte"]
     assert [(lr, round(score, 3), chosen) for lr, score, chosen in panels["rates"]["parade"]] == [
         (0.001, 70.0, False)]
     assert list(panels["rates"]) == ["parade"] and panels["tests"] == {}
@@ -392,7 +392,7 @@ def test_dev_curve_colours_are_one_family_per_method_and_never_repeat():
     rows = [{"run_id": f"{m}/{lr}", "method": m, "lr": lr}
             for m in ("parade", "lora", "ia3_paper") for lr in (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)]
     rows.append({"run_id": "zero", "method": "zero_shot", "lr": 3e-4})
-    colours = study_report.line_colours(rows)
+    colours = study_figures.line_colours(rows)
     assert set(colours) == {r["run_id"] for r in rows}
     assert len(set(colours.values())) == len(rows)
     lora = [colours[f"lora/{lr}"] for lr in (3e-4, 3e-2)]

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from parade_lightning.sweep import state as st
-from parade_lightning.sweep import study
+from parade_lightning.sweep import study, study_figures
 from parade_lightning.sweep.plan import Run
 
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "precision", "phase", "chosen", "steps",
@@ -229,124 +229,6 @@ def last_interval_change(losses: list[float]) -> float | None:
     return (losses[-1] - losses[-2]) / losses[-2]
 
 
-#: one colour family per method (in order of appearance), a darker shade per higher rate
-METHOD_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys", "YlOrBr", "PuRd")
-
-
-def method_colourmaps(methods: list[str]) -> dict[str, Any]:
-    """``method -> colour map``, one family per method in order of appearance (up to 8)."""
-    from matplotlib import colormaps
-
-    return {m: colormaps[METHOD_COLOURS[i % len(METHOD_COLOURS)]] for i, m in enumerate(methods)}
-
-
-def line_colours(rows: list[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
-    """``run_id -> RGBA``: the method picks the family, the rate's rank within the method the
-    shade, so no two configurations of a panel share a colour (up to 8 methods)."""
-    families = method_colourmaps(list(dict.fromkeys(r["method"] for r in rows)))
-    out = {}
-    for method, cmap in families.items():
-        rates = sorted({r["lr"] for r in rows if r["method"] == method})
-        for r in rows:
-            if r["method"] == method:
-                rank = rates.index(r["lr"])
-                out[r["run_id"]] = cmap(0.45 + 0.5 * rank / max(len(rates) - 1, 1))
-    return out
-
-
-def figure_data(rows: list[dict[str, Any]], selection_seed: int) -> dict[str, dict[str, Any]]:
-    """Per task, what the figure's two score panels show (scores ×100):
-
-    ``rates[method]``: ``(lr, dev score, chosen)`` of every trained selection run, by rate (the
-    rate choice; with ``model.dev_generation: tested`` a run has one dev score, so this works for
-    every study); ``tests[method]``: the test scores at the chosen rate over seeds (the zero-shot
-    row included), from which the panel draws the median and the range."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        task = out.setdefault(r["task"], {"metric": r["metric"], "rates": {}, "tests": {}})
-        if r["seed"] == selection_seed and r["steps"] and r["dev_score"] is not None:
-            task["rates"].setdefault(r["method"], []).append(
-                (r["lr"], 100 * r["dev_score"], r["chosen"]))
-        if r["chosen"] and r["test_score"] is not None:
-            task["tests"].setdefault(r["method"], []).append(100 * r["test_score"])
-    for task in out.values():
-        for points in task["rates"].values():
-            points.sort()
-    return out
-
-
-def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_seed: int) -> bool:
-    """One row of three panels per task: the dev score of every selection run against its rate
-    (the choice, starred), the dev loss of every selection run (has it flattened?), and the
-    test score at each chosen rate (median, min–max over seeds, one dot per seed; the zero-shot
-    row in the axis label, since its score would squash the axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_id = {r.run_id: r for r in runs}
-    data = figure_data(rows, selection_seed)
-    trained = [r for r in rows if r["seed"] == selection_seed and r["steps"]]
-    tasks = list(dict.fromkeys(r["task"] for r in trained))
-    if not tasks:
-        return False
-    fig, axes = plt.subplots(len(tasks), 3, figsize=(16, 3.8 * len(tasks)), squeeze=False)
-    for (rate_ax, loss_ax, test_ax), task in zip(axes, tasks, strict=True):
-        mine, panels = [r for r in trained if r["task"] == task], data[task]
-        colours = line_colours(mine)
-        methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
-        # one shade per method for the score panels (the zero-shot row included)
-        shade = {m: cmap(0.45) for m, cmap in method_colourmaps(methods).items()}
-        for r in mine:
-            tags = study.curves(by_id[r["run_id"]].run_dir)
-            if tags.get("val/loss"):
-                loss_ax.plot(*zip(*tags["val/loss"], strict=True), marker=".",
-                             label=f"{r['method']} (lr {r['lr']:g})", color=colours[r["run_id"]],
-                             linestyle="-" if r["chosen"] else ":")
-        untrained = {r["method"] for r in rows if r["task"] == task and not r["steps"]}
-        trained_methods = [m for m in methods if m not in untrained]
-        for method in methods:
-            points = panels["rates"].get(method, [])
-            colour = shade[method]
-            if points:
-                rate_ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                             color=colour, label=method)
-                rate_ax.plot([p[0] for p in points if p[2]], [p[1] for p in points if p[2]],
-                             marker="*", markersize=14, linestyle="", color=colour)
-            scores = panels["tests"].get(method)
-            if scores and method in untrained:  # the zero-shot row, far below: in the axis
-                test_ax.set_xlabel(f"{method}: {statistics.median(scores):.1f}")  # label, not a
-                # point that would squash the axis
-            elif scores:
-                median, index = statistics.median(scores), trained_methods.index(method)
-                test_ax.errorbar(index, median, yerr=[[median - min(scores)],
-                                                      [max(scores) - median]],
-                                 color=colour, marker="_", markersize=20, capsize=5)
-                test_ax.plot([index] * len(scores), scores, ".", color="black", markersize=5)
-        rate_ax.set_xscale("log")
-        rate_ax.set_xlabel("learning rate")
-        rate_ax.set_title(f"{task}: dev {panels['metric']} ×100 by rate (seed {selection_seed}, "
-                          "★ chosen)")
-        loss_ax.set_title(f"{task}: dev loss, every rate (chosen: solid; log scale)")
-        loss_ax.set_yscale("log")  # a diverged rate's curve would flatten the others
-        loss_ax.set_xlabel("optimisation step")
-        test_ax.set_xticks(range(len(trained_methods)), trained_methods)
-        test_ax.set_xlim(-0.5, len(trained_methods) - 0.5)
-        test_ax.set_title(f"{task}: test {panels['metric']} ×100 at the chosen rates, "
-                          "over seeds")
-        if not panels["tests"]:
-            test_ax.text(0.5, 0.5, "no rate chosen yet (phase 1 not finished)",
-                         ha="center", va="center", transform=test_ax.transAxes)
-        for ax in (rate_ax, loss_ax):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 @dataclass
 class Study:
     """One study sweep's results, as ``study-report`` writes them and ``study-summary``
@@ -412,7 +294,7 @@ def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "pa
         record["reference"] = {"sweep": result.reference[0], "choices": {
             f"{t}/{m}": c for (t, m), c in result.reference[2].items()}}
     files["comparisons"].write_text(json.dumps(record, indent=2, default=str))
-    if figure(runs, result.rows, out / "dev_curves.png", selection_seed):
+    if study_figures.figure(runs, result.rows, out / "dev_curves.png", selection_seed):
         files["figure"] = out / "dev_curves.png"
     return files
 
@@ -454,55 +336,15 @@ def write_summary(studies: list[Study], out: Path) -> dict[str, Path]:
         lines += [body or f"No rate chosen yet (phase 1 not finished: {len(s.rows)} runs in).",
                   ""]
     files["table"].write_text("\n".join(lines))
-    if summary_figure(studies, out / "summary.png"):
+    panels = []
+    for s in studies:
+        for task, methods in summary_cells(s).items():
+            metric = next((r["metric"] for r in s.rows if r["task"] == task), "")
+            panels.append({
+                "title": f"{s.name} · {task}: test {metric} ×100 (median, min–max)",
+                "scores": methods,
+                "untrained": {r["method"] for r in s.rows if r["task"] == task and not r["steps"]},
+                "compared": [c for c in s.compared if c["task"] == task]})
+    if study_figures.summary_figure(panels, out / "summary.png"):
         files["figure"] = out / "summary.png"
     return files
-
-
-def summary_figure(studies: list[Study], path: Path) -> bool:
-    """Per sweep and task, two panels: the test score of each method at its chosen rate
-    (median, min–max over seeds, one dot per seed; the zero-shot row in the axis label) and
-    each paired difference with its 95 % bootstrap interval (filled: called; hollow: not
-    called or interim)."""
-    panels = [(s, task, methods) for s in studies
-              for task, methods in summary_cells(s).items()]
-    if not panels:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(panels), 2, figsize=(13, 3.4 * len(panels)), squeeze=False)
-    for (score_ax, diff_ax), (s, task, methods) in zip(axes, panels, strict=True):
-        untrained = {r["method"] for r in s.rows if r["task"] == task and not r["steps"]}
-        trained = [m for m in methods if m not in untrained]
-        for i, method in enumerate(trained):
-            scores = methods[method]
-            median = statistics.median(scores)
-            score_ax.errorbar(i, median, yerr=[[median - min(scores)], [max(scores) - median]],
-                              marker="_", markersize=20, capsize=5)
-            score_ax.plot([i] * len(scores), scores, ".", color="black", markersize=5)
-        score_ax.set_xticks(range(len(trained)), trained, fontsize=8)
-        score_ax.set_xlim(-0.5, len(trained) - 0.5)
-        metric = next((r["metric"] for r in s.rows if r["task"] == task), "")
-        score_ax.set_title(f"{s.name} · {task}: test {metric} ×100 (median, min–max)",
-                           fontsize=9)
-        zero = [f"{m}: {statistics.median(methods[m]):.1f}" for m in methods if m in untrained]
-        if zero:
-            score_ax.set_xlabel("; ".join(zero))
-        mine = [c for c in s.compared if c["task"] == task]
-        for i, c in enumerate(mine):
-            x, low, high = 100 * c["difference"], 100 * c["low"], 100 * c["high"]
-            diff_ax.errorbar(x, i, xerr=[[x - low], [high - x]], marker="o", capsize=4,
-                             color="black", markerfacecolor="black" if c["called"] else "white")
-        diff_ax.axvline(0, color="grey", linewidth=0.8)
-        diff_ax.set_yticks(range(len(mine)), [
-            f"{c['a']} − {c['b']}" + ("" if c["complete"] else " (interim)") for c in mine],
-            fontsize=8)
-        diff_ax.set_ylim(-0.5, max(len(mine), 1) - 0.5)
-        diff_ax.set_title("paired difference ×100, 95 % interval (filled: called)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
