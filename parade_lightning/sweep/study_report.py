@@ -330,11 +330,12 @@ def write_summary(studies: list[Study], out: Path) -> dict[str, Path]:
                       f"[`{s.name}/table.md`]({s.name}/table.md).", ""]
         else:
             lines += [f"Sweep `{s.name}`.", ""]
-        body = markdown(s.rows, s.choices, s.compared, s.reference, selection=False).strip()
         if not s.rows:
             body = "No run has finished yet."
-        lines += [body or f"No rate chosen yet (phase 1 not finished: {len(s.rows)} runs in).",
-                  ""]
+        else:
+            body = (markdown(s.rows, s.choices, s.compared, s.reference, selection=False).strip()
+                    or f"No rate chosen yet (phase 1 not finished: {len(s.rows)} runs in).")
+        lines += [body, ""]
     files["table"].write_text("\n".join(lines))
     panels = []
     for s in studies:
