@@ -107,13 +107,19 @@ def _parser() -> argparse.ArgumentParser:
                         "rate chosen there is compared with this sweep's --baselines (an "
                         "ablation: --reference sweeps/quality_sst2.yaml --baselines parade1 "
                         "parade2 parade3 parade4; default: report: reference:)")
+    p.add_argument("--repeats", metavar="SWEEP",
+                   help="the study sweep whose runs this sweep repeats with more steps: each "
+                        "run is compared with the one of the same task, method, rate and seed "
+                        "there (the flattening check: dev loss, dev and test scores, paired "
+                        "test difference; default: report: repeats:)")
 
     p = sub.add_parser("study-summary", help="several study sweeps in one place: runs.csv "
                        "(every finished run), table.md (each sweep's headline table and "
                        "comparisons) and summary.png (test scores over seeds, paired "
                        "differences with their intervals)")
     p.add_argument("--config", action="append", required=True,
-                   help="a study sweep file (its report: target/baselines/reference apply); "
+                   help="a study sweep file (its report: target/baselines/reference/repeats "
+                        "apply); "
                         "repeat it, in the order the summary shows them")
     p.add_argument("--out", required=True, help="summary folder")
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
@@ -313,25 +319,33 @@ def _study_run(args: argparse.Namespace) -> int:
 
 
 def _study_options(sweep: Sweep, target: str | None = None, baselines: list[str] | None = None,
-                   reference: str | None = None) -> dict[str, Any]:
+                   reference: str | None = None, repeats: str | None = None) -> dict[str, Any]:
     """What a study report compares: the options given, else the sweep file's ``report:``
-    keys ``target``, ``baselines`` and ``reference`` (a sweep file, relative to the sweep's
-    root), else PARADE against LoRA and (IA)³ within the sweep."""
+    keys ``target``, ``baselines``, ``reference`` and ``repeats`` (sweep files, relative to the
+    sweep's root), else PARADE against LoRA and (IA)³ within the sweep."""
     target = target or sweep.report.get("target", "parade")
     baselines = baselines or sweep.report.get("baselines") or ["lora", "ia3_paper"]
-    other = None
-    if reference:
-        other = load_sweep(reference)
-    elif sweep.report.get("reference"):
-        path = Path(str(sweep.report["reference"]))
-        other = load_sweep(path if path.is_absolute() else sweep.root / path, root=sweep.root)
     return {"target": str(target), "baselines": tuple(map(str, baselines)),
-            "reference": None if other is None else (other.name, expand(other))}
+            "reference": _other_sweep(sweep, reference, "reference"),
+            "repeats": _other_sweep(sweep, repeats, "repeats")}
+
+
+def _other_sweep(sweep: Sweep, given: str | None, key: str) -> tuple[str, list[Run]] | None:
+    """``(name, runs)`` of the sweep file given as an option, else named by the sweep file's
+    ``report:`` ``key`` (relative to its root); None when neither names one."""
+    if given:
+        other = load_sweep(given)
+    elif sweep.report.get(key):
+        path = Path(str(sweep.report[key]))
+        other = load_sweep(path if path.is_absolute() else sweep.root / path, root=sweep.root)
+    else:
+        return None
+    return other.name, expand(other)
 
 
 def _study_report(args: argparse.Namespace) -> None:
     sweep, runs = _load(args)
-    options = _study_options(sweep, args.target, args.baselines, args.reference)
+    options = _study_options(sweep, args.target, args.baselines, args.reference, args.repeats)
     try:
         files = study_report.write(runs, Path(args.out), args.seed, **options)
     except ValueError as error:

@@ -1,7 +1,8 @@
 """The quality study's figures (:mod:`parade_lightning.sweep.study_report` writes them):
 per sweep, the rate choice, the dev-loss curves and the test scores over seeds
 (``dev_curves.png``); for the summary of several sweeps, the test scores beside every paired
-difference with its interval (``summary.png``)."""
+difference with its interval (``summary.png``); for a flattening check, the dev-loss curves of
+the shorter and the longer runs (``flattening.png``)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,40 @@ def summary_figure(panels: list[dict[str, Any]], path: Path) -> bool:
         diff_ax.set_ylim(-0.5, max(len(mine), 1) - 0.5)
         diff_ax.set_title("paired difference ×100, 95 % interval (filled: called)", fontsize=9)
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def steps_figure(result: dict[str, Any], path: Path) -> bool:
+    """The flattening check (:func:`study_steps.check`): the dev-loss curves of each pair's
+    shorter (dashed) and longer (solid) run, one panel per task (``flattening.png``); False
+    (nothing written) when no pair has finished."""
+    pairs = result["pairs"]
+    if not pairs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(p["task"] for p in pairs))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for colour, p in enumerate([q for q in pairs if q["task"] == task]):
+            label = f"{p['method']} lr {p['lr']:g} seed {p['seed']}"
+            for curve, style, steps in zip(p["dev_loss_curves"], ("--", "-"), p["steps"],
+                                           strict=True):
+                if curve:
+                    xs, ys = zip(*curve, strict=True)
+                    ax.plot(xs, ys, style, color=f"C{colour}", marker=".",
+                            label=f"{label}, {steps} steps")
+        ax.set_title(f"{task}: dev loss, shorter (dashed) and longer (solid) runs")
+        ax.set_xlabel("step")
+        ax.set_ylabel("dev loss")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

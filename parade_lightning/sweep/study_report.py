@@ -5,8 +5,10 @@ chosen on dev: the median and range of the test score over seeds, the dev score 
 made on, the trainable parameters; the zero-shot row; paired bootstrap intervals of PARADE
 minus each baseline on the same test rows (for an ablation sweep, PARADE's cell comes from the
 main study's sweep: :func:`gather`'s ``reference``); a figure of the dev score against the
-rate, the dev-loss curves and the test scores over seeds. :func:`write_summary` gathers several
-study sweeps into one ``runs.csv``, ``table.md`` and ``summary.png``.
+rate, the dev-loss curves and the test scores over seeds; for a sweep that repeats the study's runs
+with more steps, the flattening check (:mod:`parade_lightning.sweep.study_steps`).
+:func:`write_summary` gathers several study sweeps into one ``runs.csv``, ``table.md`` and
+``summary.png``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import yaml
 
 from parade_lightning.sweep import state as st
-from parade_lightning.sweep import study, study_figures
+from parade_lightning.sweep import study, study_figures, study_steps
 from parade_lightning.sweep.plan import Run
 
 _RUN_COLUMNS = ["task", "method", "seed", "lr", "precision", "phase", "chosen", "steps",
@@ -213,12 +215,8 @@ def _selection_lines(rows: list[dict[str, Any]], choices: dict) -> list[str]:
                      f"{last} | {r['dev_loss_curve'] or '–'} |")
     at_end = sum(r["dev_step"] is not None and r["dev_step"] == r["last_eval_step"]
                  for r in picked)
-    lines += ["", f"Has the dev loss flattened? The lowest dev loss is the last evaluation's in "
-              f"{at_end} of {len(picked)} runs."]
-    if changes:
-        lines[-1] += (f" Relative change of the dev loss over the last evaluation interval "
-                      f"(\"last interval\"): median {_fmt(statistics.median(changes))} %, "
-                      f"from {_fmt(min(changes))} % to {_fmt(max(changes))} %.")
+    lines += ["", "Has the dev loss flattened? "
+              + study_steps.flattening_sentence(at_end, len(picked), changes)]
     return lines
 
 
@@ -233,7 +231,8 @@ def last_interval_change(losses: list[float]) -> float | None:
 class Study:
     """One study sweep's results, as ``study-report`` writes them and ``study-summary``
     gathers them: every finished run's row, the rates chosen on dev, the paired comparisons
-    and, for an ablation, the reference cell taken from another sweep."""
+    and, for an ablation, the reference cell taken from another sweep; for a flattening check,
+    ``repeats``: ``(the study sweep's name, study_steps.check(...))``."""
 
     name: str
     rows: list[dict[str, Any]]
@@ -241,15 +240,17 @@ class Study:
     compared: list[dict[str, Any]]
     reference: tuple[str, list[dict[str, Any]], dict] | None = None
     title: str = ""
+    repeats: tuple[str, dict[str, Any]] | None = None
 
 
 def gather(runs: list[Run], selection_seed: int = 1, target: str = "parade",
            baselines: tuple[str, ...] = ("lora", "ia3_paper"),
            reference: tuple[str, list[Run]] | None = None, name: str = "",
-           title: str = "") -> Study:
+           title: str = "", repeats: tuple[str, list[Run]] | None = None) -> Study:
     """A study's results. ``reference`` (``(sweep name, its runs)``) takes the ``target`` cell
     from another study sweep, at the rate chosen there: an ablation sweep of variants compared
-    with the full method of the main study."""
+    with the full method of the main study. ``repeats`` (``(sweep name, its runs)``): the study
+    sweep whose runs this sweep repeats with more steps (the flattening check)."""
     rows, choices = collect(runs, selection_seed)
     ref_cells, ref_table = None, None
     if reference is not None:
@@ -264,7 +265,12 @@ def gather(runs: list[Run], selection_seed: int = 1, target: str = "parade",
         ref_table = (ref_name, ref_rows, ref_choices)
     compared = (comparisons(runs, rows, target, list(baselines), choices, ref_cells)
                 if choices else [])
-    return Study(name, rows, choices, compared, ref_table, title)
+    steps = None
+    if repeats is not None:
+        short_rows, _ = collect(repeats[1], selection_seed)
+        steps = (repeats[0], study_steps.check(runs, rows, repeats[1], short_rows, target,
+                                               tuple(baselines)))
+    return Study(name, rows, choices, compared, ref_table, title, steps)
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -277,26 +283,42 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def write(runs: list[Run], out: Path, selection_seed: int = 1, target: str = "parade",
           baselines: tuple[str, ...] = ("lora", "ia3_paper"),
-          reference: tuple[str, list[Run]] | None = None) -> dict[str, Path]:
-    """Write the report files into ``out``; returns them by kind (``reference``: see
-    :func:`gather`)."""
+          reference: tuple[str, list[Run]] | None = None,
+          repeats: tuple[str, list[Run]] | None = None) -> dict[str, Path]:
+    """Write the report files into ``out``; returns them by kind (``reference``, ``repeats``:
+    see :func:`gather`)."""
     out.mkdir(parents=True, exist_ok=True)
-    result = gather(runs, selection_seed, target, baselines, reference)
+    result = gather(runs, selection_seed, target, baselines, reference, repeats=repeats)
     files = {"runs": out / "runs.csv", "table": out / "table.md",
              "comparisons": out / "comparisons.json"}
     files["runs"].write_text(_csv(result.rows, _RUN_COLUMNS))
-    files["table"].write_text(markdown(result.rows, result.choices, result.compared,
-                                       result.reference))
+    table = markdown(result.rows, result.choices, result.compared, result.reference)
+    if steps := _steps_section(result):
+        table += "\n" + steps
+    files["table"].write_text(table)
     record: dict[str, Any] = {
         "choices": {f"{t}/{m}": c for (t, m), c in result.choices.items()},
         "comparisons": result.compared}
     if result.reference is not None:
         record["reference"] = {"sweep": result.reference[0], "choices": {
             f"{t}/{m}": c for (t, m), c in result.reference[2].items()}}
+    if result.repeats is not None:
+        record["repeats"] = {"sweep": result.repeats[0], **result.repeats[1]}
     files["comparisons"].write_text(json.dumps(record, indent=2, default=str))
     if study_figures.figure(runs, result.rows, out / "dev_curves.png", selection_seed):
         files["figure"] = out / "dev_curves.png"
+    if result.repeats and study_figures.steps_figure(result.repeats[1], out / "flattening.png"):
+        files["flattening"] = out / "flattening.png"
     return files
+
+
+def _steps_section(result: Study) -> str:
+    """The flattening check's Markdown under its heading; empty without a finished pair."""
+    if result.repeats is None:
+        return ""
+    name, check = result.repeats
+    body = study_steps.markdown(check, name)
+    return f"### The flattening check\n\n{body}" if body else ""
 
 
 def summary_cells(study_: Study) -> dict[str, dict[str, list[float]]]:
@@ -335,6 +357,8 @@ def write_summary(studies: list[Study], out: Path) -> dict[str, Path]:
         else:
             body = (markdown(s.rows, s.choices, s.compared, s.reference, selection=False).strip()
                     or f"No rate chosen yet (phase 1 not finished: {len(s.rows)} runs in).")
+            if steps := _steps_section(s):
+                body += "\n\n" + steps.rstrip("\n")
         lines += [body, ""]
     files["table"].write_text("\n".join(lines))
     panels = []
