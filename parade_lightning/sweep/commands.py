@@ -119,8 +119,7 @@ def _parser() -> argparse.ArgumentParser:
                        "differences with their intervals)")
     p.add_argument("--config", action="append", required=True,
                    help="a study sweep file (its report: target/baselines/reference/repeats "
-                        "apply); "
-                        "repeat it, in the order the summary shows them")
+                        "apply); repeat it, in the order the summary shows them")
     p.add_argument("--out", required=True, help="summary folder")
     p.add_argument("--seed", type=int, default=1, help="the selection seed (default 1)")
 
