@@ -8,7 +8,7 @@
 Modules: :mod:`~parade_lightning.sweep.sweep_file` (the sweep file), :mod:`~.plan` (runs and
 their commands), :mod:`~.budget_match` (budget matching), :mod:`~.state` and :mod:`~.runner`
 (resumable execution), :mod:`~.report` and :mod:`~.render` (tables, figure), :mod:`~.slurm`
-(job arrays), :mod:`~.study`, :mod:`~.study_report` and :mod:`~.study_figures` (a study: rates
-chosen on dev, then seeds; its reports), :mod:`~.commands` (the ``parade sweep`` command
-line). See ``docs/sweeps.md``.
+(job arrays), :mod:`~.study`, :mod:`~.study_report`, :mod:`~.study_figures` and
+:mod:`~.study_steps` (a study: rates chosen on dev, then seeds; its reports; the flattening
+check), :mod:`~.commands` (the ``parade sweep`` command line). See ``docs/sweeps.md``.
 """

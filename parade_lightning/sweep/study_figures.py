@@ -17,6 +17,26 @@ from parade_lightning.sweep.plan import Run
 METHOD_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys", "YlOrBr", "PuRd")
 
 
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported when a figure is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Lay out, write (the folder made if needed) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def method_colourmaps(methods: list[str]) -> dict[str, Any]:
     """``method -> colour map``, one family per method in order of appearance (up to 8)."""
     from matplotlib import colormaps
@@ -64,11 +84,7 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
     (the choice, starred), the dev loss of every selection run (has it flattened?), and the
     test score at each chosen rate (median, min–max over seeds, one dot per seed; the zero-shot
     row in the axis label, since its score would squash the axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     by_id = {r.run_id: r for r in runs}
     data = figure_data(rows, selection_seed)
     trained = [r for r in rows if r["seed"] == selection_seed and r["steps"]]
@@ -125,9 +141,7 @@ def figure(runs: list[Run], rows: list[dict[str, Any]], path: Path, selection_se
         for ax in (rate_ax, loss_ax):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -139,11 +153,7 @@ def summary_figure(panels: list[dict[str, Any]], path: Path) -> bool:
     called; hollow: not called or interim)."""
     if not panels:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 2, figsize=(13, 3.4 * len(panels)), squeeze=False)
     for (score_ax, diff_ax), panel in zip(axes, panels, strict=True):
         methods, untrained = panel["scores"], panel["untrained"]
@@ -171,9 +181,7 @@ def summary_figure(panels: list[dict[str, Any]], path: Path) -> bool:
             fontsize=8)
         diff_ax.set_ylim(-0.5, max(len(mine), 1) - 0.5)
         diff_ax.set_title("paired difference ×100, 95 % interval (filled: called)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -184,11 +192,7 @@ def steps_figure(result: dict[str, Any], path: Path) -> bool:
     pairs = result["pairs"]
     if not pairs:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     tasks = list(dict.fromkeys(p["task"] for p in pairs))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -204,8 +208,5 @@ def steps_figure(result: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("step")
         ax.set_ylabel("dev loss")
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True

@@ -41,14 +41,14 @@ def check(runs: list[Run], rows: list[dict[str, Any]], short_runs: list[Run],
     long_dirs = {r.run_id: r.run_dir for r in runs}
     short_dirs = {r.run_id: r.run_dir for r in short_runs}
     shorter = {_key(r): r for r in short_rows if r["steps"]}
-    pairs, dirs = [], {}
+    pairs, by_run = [], {}  # (task, method, seed) -> per-row test scores (shorter, longer)
     for r in rows:
         s = shorter.get(_key(r)) if r["steps"] else None
         if s is None:
             continue
         run_dirs = (short_dirs[s["run_id"]], long_dirs[r["run_id"]])
-        diff = study.paired_bootstrap([study.row_scores(run_dirs[1])],
-                                      [study.row_scores(run_dirs[0])])
+        scores = tuple(study.row_scores(d) for d in run_dirs)  # (shorter, longer)
+        diff = study.paired_bootstrap([scores[1]], [scores[0]])
         change = (None if r["dev_loss"] is None or not s["dev_loss"]
                   else (r["dev_loss"] - s["dev_loss"]) / s["dev_loss"])
         pairs.append({
@@ -62,18 +62,17 @@ def check(runs: list[Run], rows: list[dict[str, Any]], short_runs: list[Run],
             "last_interval_change": r["dev_loss_last_change"],
             "dev_loss_curves": [study.curves(d).get("val/loss", []) for d in run_dirs],
             **{k: diff[k] for k in ("difference", "low", "high", "rows", "called")}})
-        dirs[(r["task"], r["method"], r["seed"])] = run_dirs
+        by_run[(r["task"], r["method"], r["seed"])] = scores
     gaps = []
-    for (task, method, seed), mine in dirs.items():
+    for (task, method, seed), mine in by_run.items():
         if method != target:
             continue
         for base in baselines:
-            theirs = dirs.get((task, base, seed))
+            theirs = by_run.get((task, base, seed))
             if theirs is None:
                 continue
             gaps.append({"task": task, "seed": seed, "a": target, "b": base, **{
-                length: study.paired_bootstrap([study.row_scores(mine[i])],
-                                               [study.row_scores(theirs[i])])
+                length: study.paired_bootstrap([mine[i]], [theirs[i]])
                 for i, length in enumerate(("shorter", "longer"))}})
     return {"pairs": pairs, "gaps": gaps}
 
